@@ -1,0 +1,5 @@
+import sys
+
+from gitkube.cli import main
+
+sys.exit(main())
