@@ -1,0 +1,106 @@
+"""The one Docker seam: the docker SDK's APIClient speaking to a node's engine through `docker system dial-stdio`
+channels of that node's warm SSH connection. Nothing else in gitkube imports the docker SDK."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import docker
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+from docker.errors import APIError, ImageNotFound, NotFound  # re-exported for the runtime
+
+from gitkube.nodes.ssh import SSHConnection, SSHError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NodeDocker", "APIError", "NotFound", "ImageNotFound", "DockerUnavailable"]
+
+# The engine API version gitkube speaks: Docker 20.10 (Debian bookworm's docker.io) and newer.
+API_VERSION = "1.41"
+# Prefix the docker SDK recognises as SSH, so attach/exec streams are read from the paramiko channel.
+BASE_URL = "http+docker://ssh-gitkube"
+
+
+class DockerUnavailable(Exception):
+    """The node answered SSH but its Docker engine did not; the message says what to check."""
+
+
+class _ChannelHTTPConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, ssh: SSHConnection, dial: list[str], timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._ssh = ssh
+        self._dial = dial
+        self._timeout = timeout
+
+    def connect(self):
+        chan = self._ssh.exec_channel(self._dial)
+        chan.settimeout(self._timeout)
+        self.sock = chan
+
+
+class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
+    def __init__(self, ssh: SSHConnection, dial: list[str], timeout: float, maxsize: int):
+        super().__init__("localhost", timeout=timeout, maxsize=maxsize, block=False)
+        self._ssh, self._dial, self._t = ssh, dial, timeout
+
+    def _new_conn(self):
+        return _ChannelHTTPConnection(self._ssh, self._dial, self._t)
+
+
+class _ChannelAdapter(requests.adapters.HTTPAdapter):
+    """Routes every request of one APIClient over dial-stdio channels of one SSH connection."""
+
+    def __init__(self, ssh: SSHConnection, dial: list[str], timeout: float, maxsize: int = 8):
+        self._pool = _ChannelPool(ssh, dial, timeout, maxsize)
+        super().__init__()
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        return self._pool
+
+    def get_connection(self, url, proxies=None):
+        return self._pool
+
+    def request_url(self, request, proxies):
+        return request.path_url
+
+    def close(self):
+        self._pool.close()
+
+
+class NodeDocker:
+    """A node's Docker engine over its SSH connection: a docker SDK APIClient plus a call counter."""
+
+    def __init__(self, ssh: SSHConnection, docker_host: str | None = None, timeout: float = 30.0):
+        self.ssh = ssh
+        dial = ["docker"] + (["-H", docker_host] if docker_host else []) + ["system", "dial-stdio"]
+        self.api = docker.APIClient(base_url="tcp://127.0.0.1:1", version=API_VERSION, timeout=timeout)
+        self.api.mount(BASE_URL, _ChannelAdapter(ssh, dial, timeout))
+        self.api.base_url = BASE_URL
+        self.calls = 0
+        self._lock = threading.Lock()
+        self.api.hooks["response"].append(self._count)
+
+    def _count(self, r, *a, **k):
+        with self._lock:
+            self.calls += 1
+        return r
+
+    def call(self, fn, *args, **kwargs):
+        """Run one SDK call, turning transport failures into DockerUnavailable/SSHError with advice."""
+        try:
+            return fn(*args, **kwargs)
+        except SSHError:
+            raise
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, OSError) as e:
+            self.ssh.close()
+            raise DockerUnavailable(
+                f"node {self.ssh.target.name}: Docker engine not reachable through `docker system dial-stdio` "
+                f"({e}); check that dockerd runs and {self.ssh.target.user} may use it (docker group)"
+            ) from e
+        except requests.exceptions.ReadTimeout as e:
+            raise DockerUnavailable(f"node {self.ssh.target.name}: Docker engine timed out: {e}") from e
+
+    def close(self) -> None:
+        self.api.close()
