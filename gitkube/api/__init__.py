@@ -1,0 +1,181 @@
+"""Kubernetes v1 objects: which documents are valid objects, and their Kubernetes JSON."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from gitkube.api.errors import InvalidInput, Problem
+from gitkube.api.labels import Selector, parse_selector
+from gitkube.api.models import (
+    KINDS,
+    NAMESPACED,
+    Container,
+    ContainerPort,
+    ContainerState,
+    ContainerStatus,
+    EndpointAddress,
+    EndpointPort,
+    Endpoints,
+    EndpointSubset,
+    EnvVar,
+    Event,
+    EventSource,
+    K8sModel,
+    KubeObject,
+    Namespace,
+    Node,
+    NodeAddress,
+    NodeCondition,
+    NodeStatus,
+    ObjectMeta,
+    ObjectReference,
+    OwnerReference,
+    Pod,
+    PodCondition,
+    PodSpec,
+    PodStatus,
+    PodTemplateSpec,
+    Probe,
+    ReplicationController,
+    ReplicationControllerSpec,
+    ReplicationControllerStatus,
+    Service,
+    ServicePort,
+    ServiceSpec,
+    Volume,
+    VolumeMount,
+    default_pull_policy,
+)
+from gitkube.api.quantity import cpu_millis, memory_bytes, parse_quantity
+from gitkube.api.validation import VALIDATORS
+
+__all__ = [
+    "KINDS", "NAMESPACED", "API_VERSION", "ObjectInvalid", "Problem", "InvalidInput", "KubeObject", "K8sModel",
+    "parse_object", "to_k8s", "format_path", "object_key", "Selector", "parse_selector", "parse_quantity",
+    "cpu_millis", "memory_bytes", "default_pull_policy",
+    "Pod", "PodSpec", "PodStatus", "PodCondition", "PodTemplateSpec", "Container", "ContainerPort", "ContainerState",
+    "ContainerStatus", "EnvVar", "Probe", "Volume", "VolumeMount", "ObjectMeta", "ObjectReference", "OwnerReference",
+    "ReplicationController", "ReplicationControllerSpec", "ReplicationControllerStatus", "Service", "ServicePort",
+    "ServiceSpec", "Namespace", "Node", "NodeAddress", "NodeCondition", "NodeStatus", "Event", "EventSource",
+    "Endpoints", "EndpointSubset", "EndpointAddress", "EndpointPort",
+]
+
+API_VERSION = "v1"
+
+Loc = tuple[str | int, ...]
+
+# A field name (as opposed to a map key such as a label) prints as `.name`; anything else as `[key]`,
+# which is how Kubernetes' field.Path prints map keys.
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+
+
+def format_path(loc: Loc) -> str:
+    """Renders a location tuple the way Kubernetes names a field: `spec.containers[0].ports[1].hostPort`."""
+    out = []
+    for part in loc:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif _FIELD_NAME.match(part):
+            out.append(("." if out else "") + part)
+        else:
+            out.append(f"[{part}]")
+    return "".join(out)
+
+
+class ObjectInvalid(ValueError):
+    """A document is not a valid object; `.errors` lists every (field path, message), `.locs` the raw locations."""
+
+    def __init__(self, locs: list[tuple[Loc, str]], kind: str | None = None, name: str | None = None):
+        self.locs = locs
+        self.errors: list[tuple[str, str]] = [(format_path(loc), msg) for loc, msg in locs]
+        self.kind, self.name = kind, name
+        what = f"{kind or 'object'} {name!r}" if name else (kind or "object")
+        super().__init__(f"{what} is invalid: " + "; ".join(f"{p or '<document>'}: {m}" for p, m in self.errors))
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    t = err["type"]
+    if t == "extra_forbidden":
+        return f'unknown field "{err["loc"][-1]}"'
+    if t == "missing":
+        return "Required value"
+    if t == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f'Unsupported value: {_show(err.get("input"))}: supported values: {expected.replace(" or ", ", ")}'
+    if t == "value_error":
+        return f'Invalid value: {_show(err.get("input"))}: {err["ctx"]["error"]}'
+    kind = {
+        "int_type": "an integer", "string_type": "a string", "bool_type": "a boolean", "dict_type": "an object",
+        "model_type": "an object", "list_type": "a list", "tuple_type": "a list", "model_attributes_type": "an object",
+    }.get(t)
+    if kind:
+        return f"Invalid value: {_show(err.get('input'))}: expected {kind}, got {_type_name(err.get('input'))}"
+    return err["msg"]
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "object",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (dict, list)):
+        return _type_name(v)
+    if v is None:
+        return "null"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def parse_object(doc: Any) -> KubeObject:
+    """Decides whether one document is a valid v1 object, filling Kubernetes' defaults; raises ObjectInvalid with every error."""
+    if not isinstance(doc, dict):
+        raise ObjectInvalid([((), f"expected an object (a mapping), got {_type_name(doc)}")])
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    head: list[tuple[Loc, str]] = []
+    if api_version is None:
+        head.append((("apiVersion",), "Required value"))
+    elif api_version != API_VERSION:
+        head.append((("apiVersion",), f'Unsupported value: {_show(api_version)}: supported values: "v1"'))
+    if kind is None:
+        head.append((("kind",), "Required value"))
+    elif kind not in KINDS:
+        head.append((("kind",), f'Unsupported value: {_show(kind)}: supported values: '
+                                + ", ".join(f'"{k}"' for k in KINDS)))
+    if head:
+        raise ObjectInvalid(head, kind if isinstance(kind, str) else None, name if isinstance(name, str) else None)
+    model = KINDS[kind]
+    if kind in NAMESPACED and isinstance(meta, dict) and not meta.get("namespace"):
+        # A missing namespace means `default`, as kubectl does with the default context.
+        doc = {**doc, "metadata": {**meta, "namespace": "default"}}
+    try:
+        obj = model.model_validate(doc)
+    except ValidationError as e:
+        locs: list[tuple[Loc, str]] = []
+        seen = set()
+        for err in e.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            item = (loc, _pydantic_message(err))
+            if item not in seen:
+                seen.add(item)
+                locs.append(item)
+        raise ObjectInvalid(locs, kind, name if isinstance(name, str) else None) from None
+    errs = VALIDATORS[kind](obj)
+    if errs:
+        raise ObjectInvalid(errs, kind, name if isinstance(name, str) else None)
+    return obj  # type: ignore[return-value]
+
+
+def to_k8s(obj: K8sModel) -> dict[str, Any]:
+    """Gives the Kubernetes JSON of an object (defaults included, unset fields left out)."""
+    return obj.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+def object_key(obj: KubeObject) -> tuple[str, str, str]:
+    """Gives an object's identity: (kind, namespace or "", name)."""
+    return (obj.kind, obj.metadata.namespace or "", obj.metadata.name or "")

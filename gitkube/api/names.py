@@ -1,0 +1,97 @@
+"""Which names, label keys and label values Kubernetes accepts (apimachinery's validation rules)."""
+from __future__ import annotations
+
+import re
+
+_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
+DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+DNS1035_LABEL = re.compile(r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_IANA_SVC_NAME = re.compile(r"^[-a-z0-9]+$")
+_HAS_LETTER = re.compile(r"[a-z]")
+ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+LABEL_MAX = 63
+SUBDOMAIN_MAX = 253
+
+
+def dns1123_label(value: str) -> list[str]:
+    """Decides whether `value` is a DNS-1123 label (container, volume, namespace names); returns the reasons if not."""
+    errs = []
+    if len(value) > LABEL_MAX:
+        errs.append(f"must be no more than {LABEL_MAX} characters")
+    if not DNS1123_LABEL.match(value):
+        errs.append("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                    "and must start and end with an alphanumeric character")
+    return errs
+
+
+def dns1123_subdomain(value: str) -> list[str]:
+    """Decides whether `value` is a DNS-1123 subdomain (most object names); returns the reasons if not."""
+    errs = []
+    if len(value) > SUBDOMAIN_MAX:
+        errs.append(f"must be no more than {SUBDOMAIN_MAX} characters")
+    if not DNS1123_SUBDOMAIN.match(value):
+        errs.append("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                    "and must start and end with an alphanumeric character")
+    return errs
+
+
+def dns1035_label(value: str) -> list[str]:
+    """Decides whether `value` is a DNS-1035 label (Service names); returns the reasons if not."""
+    errs = []
+    if len(value) > LABEL_MAX:
+        errs.append(f"must be no more than {LABEL_MAX} characters")
+    if not DNS1035_LABEL.match(value):
+        errs.append("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+                    "start with an alphabetic character, and end with an alphanumeric character")
+    return errs
+
+
+def iana_svc_name(value: str) -> list[str]:
+    """Decides whether `value` is an IANA service name (container port names); returns the reasons if not."""
+    errs = []
+    if len(value) > 15:
+        errs.append("must be no more than 15 characters")
+    if not _IANA_SVC_NAME.match(value):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if "--" in value:
+        errs.append("must not contain consecutive hyphens")
+    if not _HAS_LETTER.search(value):
+        errs.append("must contain at least one letter (a-z)")
+    if value.startswith("-") or value.endswith("-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+def qualified_name(value: str) -> list[str]:
+    """Decides whether `value` is a label or annotation key (`[prefix/]name`); returns the reasons if not."""
+    prefix, slash, name = value.rpartition("/")
+    if not slash:
+        prefix, name = "", value
+    errs = []
+    if slash and not prefix:
+        errs.append("prefix part must be non-empty")
+    elif prefix:
+        errs.extend("prefix part " + e for e in dns1123_subdomain(prefix))
+    if not name:
+        errs.append("name part must be non-empty")
+    else:
+        if len(name) > LABEL_MAX:
+            errs.append(f"name part must be no more than {LABEL_MAX} characters")
+        if not _QUALIFIED_NAME.match(name):
+            errs.append("name part must consist of alphanumeric characters, '-', '_' or '.', "
+                        "and must start and end with an alphanumeric character")
+    return errs
+
+
+def label_value(value: str) -> list[str]:
+    """Decides whether `value` is a valid label value (empty, or up to 63 name characters); returns the reasons if not."""
+    errs = []
+    if len(value) > LABEL_MAX:
+        errs.append(f"must be no more than {LABEL_MAX} characters")
+    if value and not _QUALIFIED_NAME.match(value):
+        errs.append("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+                    "and must start and end with an alphanumeric character")
+    return errs
