@@ -1,0 +1,138 @@
+"""Which desired objects differ from the stored ones, and how to show it: added, changed, removed, as unified diffs."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import yaml
+
+try:  # libyaml when present: the diff renders only changed objects, but may render many
+    from yaml import CSafeDumper as _Dumper
+except ImportError:  # pragma: no cover
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
+
+# Metadata the store owns and status: never part of the comparison.
+STORE_METADATA = frozenset({"uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp",
+                            "deletionGracePeriodSeconds", "managedFields", "selfLink"})
+CLUSTER_SCOPED = frozenset({"Node", "Namespace"})
+# Namespaces first (others live in them), then the rest by kind name.
+_KIND_ORDER = {"Namespace": 0}
+
+Action = Literal["add", "change", "remove"]
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    """One object that differs: `before` is the normalised stored object, `after` the normalised desired one."""
+
+    action: Action
+    kind: str
+    namespace: str
+    name: str
+    before: dict | None
+    after: dict | None
+
+    @property
+    def ref(self) -> str:
+        """kind/namespace/name, the way the diff headers name an object."""
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+def object_key(obj: Mapping) -> tuple[str, str, str]:
+    """Decides an object's (kind, namespace, name); namespace '' for cluster-scoped kinds, 'default' when unset."""
+    kind = obj.get("kind", "")
+    meta = obj.get("metadata") or {}
+    ns = "" if kind in CLUSTER_SCOPED else (meta.get("namespace") or "default")
+    return kind, ns, meta.get("name", "")
+
+
+def strip_object(obj: Mapping) -> dict:
+    """Decides the comparable part of an object: everything but status and store-owned metadata."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in STORE_METADATA}
+    if obj.get("kind") in CLUSTER_SCOPED:
+        meta.pop("namespace", None)
+    elif not meta.get("namespace"):
+        meta["namespace"] = "default"
+    out["metadata"] = meta
+    return out
+
+
+def with_defaults(obj: dict) -> dict:
+    """Decides an object's fully defaulted form by validating it through the api models (unchanged if it does not validate)."""
+    try:
+        from gitkube.api import parse_object
+    except ImportError:  # models not available: compare as given
+        return obj
+    try:
+        model = parse_object(obj)
+    except Exception:  # a stored object an older gitkube wrote; show it as it is
+        return obj
+    return strip_object(model.model_dump(mode="json", exclude_none=True))
+
+
+def object_changes(desired: Iterable[Mapping], stored: Iterable[Mapping], *,
+                   normalise: Callable[[dict], dict] = with_defaults) -> list[ObjectChange]:
+    """Decides which objects a sync of `desired` onto `stored` would add, change or remove.
+
+    `desired` are Kubernetes JSON dumps of validated (defaulted) models; `stored` the Git-origin objects of the
+    store, those marked for deletion counting as absent. Equal stripped forms are equal without further work; only differing pairs are defaulted (`normalise`) and compared again, so
+    a default filled on one side only never shows as a change.
+    """
+    have = {}
+    for obj in stored:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        have[object_key(obj)] = obj
+    changes: list[ObjectChange] = []
+    seen = set()
+    for obj in desired:
+        key = object_key(obj)
+        seen.add(key)
+        after = strip_object(obj)
+        old = have.get(key)
+        if old is None:
+            changes.append(ObjectChange("add", *key, None, after))  # desired objects come defaulted
+            continue
+        before = strip_object(old)
+        if before == after:
+            continue
+        before, after = normalise(before), normalise(after)
+        if before != after:
+            changes.append(ObjectChange("change", *key, before, after))
+    for key, old in have.items():
+        if key not in seen:
+            changes.append(ObjectChange("remove", *key, normalise(strip_object(old)), None))
+    changes.sort(key=lambda c: (_KIND_ORDER.get(c.kind, 1), c.kind, c.namespace, c.name))
+    return changes
+
+
+def to_yaml(obj: Mapping | None) -> str:
+    """Renders an object as YAML with sorted keys (kubectl's order), '' for None."""
+    if obj is None:
+        return ""
+    return yaml.dump(dict(obj), Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+def render_change(change: ObjectChange, *, live: str = "live", desired: str = "desired") -> str:
+    """Renders one change as a unified diff of normalised YAML (/dev/null for the absent side)."""
+    a = f"{live}/{change.ref}" if change.before is not None else "/dev/null"
+    b = f"{desired}/{change.ref}" if change.after is not None else "/dev/null"
+    lines = difflib.unified_diff(to_yaml(change.before).splitlines(keepends=True),
+                                 to_yaml(change.after).splitlines(keepends=True), fromfile=a, tofile=b, n=3)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def render_changes(changes: Iterable[ObjectChange], **names: str) -> str:
+    """Renders every change, one unified diff after another."""
+    return "".join(render_change(c, **names) for c in changes)
+
+
+def summarise(changes: Iterable[ObjectChange]) -> str:
+    """Decides the one-line count of changes, e.g. '2 to add, 1 to change, 0 to remove'."""
+    counts = {"add": 0, "change": 0, "remove": 0}
+    for c in changes:
+        counts[c.action] += 1
+    return f"{counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove"
