@@ -91,8 +91,8 @@ class NodeDocker:
         """Run one SDK call, turning transport failures into DockerUnavailable/SSHError with advice."""
         try:
             return fn(*args, **kwargs)
-        except SSHError:
-            raise
+        except (SSHError, docker.errors.DockerException):
+            raise  # API answers (404, 409...) are the caller's business; only transport failures are ours
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, OSError) as e:
             self.ssh.close()
             raise DockerUnavailable(

@@ -282,7 +282,12 @@ class Sandbox:
     def down(self, progress=print) -> None:
         """Remove exactly what up made: processes, namespaces, links, bridge, rules, routes, directories."""
         self.check_host()
-        for i in self.recorded_nodes() or _guess_nodes(self):
+        idx = self.recorded_nodes() or _guess_nodes(self)
+        # Stop every engine at once (each takes seconds to stop its containers), then clean up node by node.
+        for i in idx:
+            for pidfile in ("sshd.pid", "docker.pid"):
+                _kill_pidfile(self.node(i).dir / pidfile, signal.SIGTERM, wait=0)
+        for i in idx:
             p = self.node(i)
             progress(f"sandbox: removing node {p.name}")
             self.stop_node(i)
@@ -357,6 +362,8 @@ def _kill_pidfile(pidfile: Path, sig: int, wait: float) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
+        return
+    if wait <= 0:
         return
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

@@ -1,0 +1,156 @@
+"""The fleet: one warm SSH+Docker connection per inventory node, and node probes as Kubernetes Node objects."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from gitkube.nodes.docker_api import DockerUnavailable, NodeDocker
+from gitkube.nodes.inventory import NodeConfig
+from gitkube.nodes.ssh import HostKeyError, SSHConnection, SSHError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PODS = 110
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class NodeHandle:
+    """A node of the inventory with its lazily opened, long-lived connection."""
+
+    config: NodeConfig
+    ssh: SSHConnection
+    docker: NodeDocker
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one heartbeat saw of a node: its Docker info, or why it could not be asked."""
+
+    name: str
+    ok: bool
+    info: dict | None
+    version: dict | None
+    reason: str
+    message: str
+    seconds: float
+
+
+class Fleet:
+    """All nodes of the inventory; connections are opened on first use and kept."""
+
+    def __init__(self, nodes: list[NodeConfig], call_timeout: float = 30.0):
+        self.nodes: dict[str, NodeHandle] = {}
+        for n in nodes:
+            ssh = SSHConnection(n.ssh_target())
+            self.nodes[n.name] = NodeHandle(n, ssh, NodeDocker(ssh, n.docker_host, timeout=call_timeout))
+        self._pool = cf.ThreadPoolExecutor(max_workers=max(4, 2 * len(nodes)), thread_name_prefix="node")
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> NodeHandle:
+        return self.nodes[name]
+
+    def names(self) -> list[str]:
+        return list(self.nodes)
+
+    def map(self, fn, names: list[str] | None = None, timeout: float | None = None) -> dict[str, object]:
+        """Run fn(handle) on each node in parallel; a node that raises or overruns maps to its exception."""
+        futs = {self._pool.submit(fn, self.nodes[n]): n for n in (names or self.names())}
+        out: dict[str, object] = {}
+        done, pending = cf.wait(futs, timeout=timeout)
+        for f in done:
+            try:
+                out[futs[f]] = f.result()
+            except Exception as e:  # noqa: BLE001 - reported per node, the others go on
+                out[futs[f]] = e
+        for f in pending:
+            name = futs[f]
+            out[name] = TimeoutError(f"node {name}: no answer within {timeout:.0f}s")
+            self.nodes[name].ssh.close()  # a hung transport is dropped; the next call reconnects
+        return out
+
+    def probe(self, timeout: float = 8.0) -> dict[str, ProbeResult]:
+        """One heartbeat of every node (docker info + version over the warm connection), bounded in time."""
+
+        def one(h: NodeHandle) -> ProbeResult:
+            t0 = time.monotonic()
+            info = h.docker.call(h.docker.api.info)
+            ver = h.docker.call(h.docker.api.version)
+            return ProbeResult(h.name, True, info, ver, "KubeletReady", "docker engine is ready", time.monotonic() - t0)
+
+        res = self.map(one, timeout=timeout)
+        out = {}
+        for name, r in res.items():
+            if isinstance(r, ProbeResult):
+                out[name] = r
+            else:
+                reason = ("HostKeyMismatch" if isinstance(r, HostKeyError) else
+                          "DockerUnavailable" if isinstance(r, DockerUnavailable) else
+                          "NodeUnreachable" if isinstance(r, (SSHError, TimeoutError, OSError)) else "ProbeError")
+                out[name] = ProbeResult(name, False, None, None, reason, str(r), timeout)
+        return out
+
+    def close(self) -> None:
+        for h in self.nodes.values():
+            h.docker.close()
+            h.ssh.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | None = None, ready_override: str | None = None) -> dict:
+    """The Kubernetes-shaped Node for an inventory entry and its latest probe (previous keeps what was last seen)."""
+    prev_status = (previous or {}).get("status", {})
+    now = now_iso()
+    capacity = dict(prev_status.get("capacity", {}))
+    node_info = dict(prev_status.get("nodeInfo", {}))
+    if probe and probe.ok:
+        info, ver = probe.info, probe.version or {}
+        capacity = {"cpu": str(info.get("NCPU", 1)), "memory": f"{int(info.get('MemTotal', 0)) // 1024}Ki", "pods": str(DEFAULT_MAX_PODS)}
+        node_info = {
+            "architecture": ver.get("Arch", info.get("Architecture", "")),
+            "operatingSystem": info.get("OSType", "linux"),
+            "kernelVersion": info.get("KernelVersion", ""),
+            "osImage": info.get("OperatingSystem", ""),
+            "containerRuntimeVersion": f"docker://{info.get('ServerVersion', ver.get('Version', ''))}",
+            "kubeletVersion": "gitkube",
+            "machineID": info.get("ID", ""),
+        }
+    if cfg.capacity:
+        for k in ("cpu", "memory", "pods"):
+            v = getattr(cfg.capacity, k)
+            if v is not None:
+                capacity[k] = str(v)
+    status = ready_override or ("True" if probe and probe.ok else "False" if probe else "Unknown")
+    prev_ready = next((c for c in prev_status.get("conditions", []) if c.get("type") == "Ready"), {})
+    transition = prev_ready.get("lastTransitionTime") if prev_ready.get("status") == status else now
+    reason = probe.reason if probe else "NodeStatusUnknown"
+    message = probe.message if probe else "gitkube has not probed this node yet"
+    heartbeat = now if probe and probe.ok else prev_ready.get("lastHeartbeatTime", now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {**{k: v for k, v in (previous or {}).get("metadata", {}).items() if k in ("uid", "creationTimestamp")},
+                     "name": cfg.name, "labels": {"kubernetes.io/hostname": cfg.name, **cfg.labels}},
+        "spec": {"podCIDR": cfg.pod_cidr, "unschedulable": cfg.unschedulable} if cfg.pod_cidr else {"unschedulable": cfg.unschedulable},
+        "status": {
+            "conditions": [{
+                "type": "Ready", "status": status, "reason": reason, "message": message,
+                "lastHeartbeatTime": heartbeat, "lastTransitionTime": transition or now,
+            }],
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+            "nodeInfo": node_info,
+            "addresses": [{"type": "InternalIP", "address": cfg.host}, {"type": "Hostname", "address": cfg.name}],
+        },
+    }

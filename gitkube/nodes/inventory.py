@@ -1,0 +1,238 @@
+"""The inventory: which SSH-reachable Docker hosts are nodes, how to reach them, and their pinned host keys."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gitkube.api.errors import InvalidInput, Problem
+from gitkube.nodes.ssh import SSHTarget, parse_pinned, read_known_hosts
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _check_labels(v: dict[str, str]) -> dict[str, str]:
+    for k, val in v.items():
+        prefix, _, name = k.rpartition("/")
+        if not name or len(name) > 63 or not LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix))):
+            raise ValueError(f"invalid label key {k!r}: a name of at most 63 characters of [A-Za-z0-9-_.], optionally prefixed by a DNS subdomain and '/'")
+        if not isinstance(val, str) or len(val) > 63 or not LABEL_NAME.match(val):
+            raise ValueError(f"invalid label value {val!r} for {k!r}: at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric")
+    return v
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Address(_Strict):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+
+
+class Capacity(_Strict):
+    cpu: str | int | float | None = None
+    memory: str | int | None = None
+    pods: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, v):
+        if v is None:
+            return v
+        from gitkube.api.quantity import parse_quantity
+
+        parse_quantity(str(v))  # raises ValueError with a message
+        return str(v)
+
+
+class Defaults(_Strict):
+    user: str | None = None
+    identityFile: str | None = None
+    knownHostsFile: str | None = None
+    dockerHost: str | None = None
+
+
+class NodeEntry(_Strict):
+    name: str
+    address: Address
+    user: str | None = None
+    identityFile: str | None = None
+    hostKeys: list[str] | None = None
+    knownHostsFile: str | None = None
+    labels: dict[str, str] = {}
+    capacity: Capacity | None = None
+    podCIDR: str | None = None
+    dockerHost: str | None = None
+    unschedulable: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 63 or not DNS1123_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a DNS-1123 label (lower-case alphanumerics and '-', at most 63 characters)")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v):
+        return _check_labels(v)
+
+    @field_validator("podCIDR")
+    @classmethod
+    def _cidr(cls, v):
+        if v is not None:
+            ipaddress.ip_network(v)
+        return v
+
+    @field_validator("hostKeys")
+    @classmethod
+    def _keys(cls, v):
+        if v is not None:
+            for i, line in enumerate(v):
+                if not parse_pinned((line,)):
+                    raise ValueError(f"hostKeys[{i}] is not a known_hosts-style key ('ssh-ed25519 AAAA...')")
+        return v
+
+
+class Inventory(_Strict):
+    apiVersion: str = "gitkube/v1"
+    kind: str = "Inventory"
+    defaults: Defaults = Defaults()
+    nodes: list[NodeEntry]
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if self.kind != "Inventory":
+            raise ValueError("kind must be Inventory")
+        return self
+
+
+class NodeConfig(BaseModel):
+    """One node with the inventory's defaults resolved and its host keys read."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    host: str
+    port: int
+    user: str
+    identity_file: str
+    host_keys: tuple[str, ...]
+    labels: dict[str, str]
+    capacity: Capacity | None
+    pod_cidr: str | None
+    docker_host: str | None
+    unschedulable: bool
+
+    def ssh_target(self) -> SSHTarget:
+        return SSHTarget(self.name, self.host, self.port, self.user, self.identity_file, self.host_keys)
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or its nearest existing parent)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == key:
+                    nxt, line = v, k.start_mark.line + 1
+                    break
+            if nxt is None:
+                return line
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _field(loc: tuple) -> str:
+    out = ""
+    for k in loc:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig]:
+    """Nodes of an inventory file, or InvalidInput naming file:line: field for every problem."""
+    path = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise InvalidInput([Problem(path, None, "", f"cannot read inventory: {e.strerror}; "
+                                        "create one or run `gitkube sandbox up` and pass --inventory")]) from e
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InvalidInput([Problem(path, mark.line + 1 if mark else None, "", f"malformed YAML: {getattr(e, 'problem', e)}")]) from e
+    if not isinstance(data, dict):
+        raise InvalidInput([Problem(path, 1, "", "an inventory is a mapping with a `nodes` list")])
+    problems: list[Problem] = []
+    try:
+        inv = Inventory.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith(("function-", "union["))))
+            # pydantic tags union members and validator wrappers in loc; keep the data path only
+            loc = tuple(x for x in loc if x not in ("str", "int", "float", "constrained-int", "list[str]"))
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(Problem(path, _line_of(root, loc), _field(loc), msg))
+        raise InvalidInput(problems, "inventory") from None
+    seen: dict[str, int] = {}
+    out: list[NodeConfig] = []
+    base = Path(path).parent
+    for i, n in enumerate(inv.nodes):
+        where = ("nodes", i)
+        if n.name in seen:
+            problems.append(Problem(path, _line_of(root, where + ("name",)), f"nodes[{i}].name",
+                                    f"duplicate node name {n.name!r} (first at nodes[{seen[n.name]}])"))
+            continue
+        seen[n.name] = i
+        user = n.user or inv.defaults.user or "root"
+        ident = n.identityFile or inv.defaults.identityFile
+        ident_field = "identityFile" if n.identityFile else None
+        if not ident:
+            problems.append(Problem(path, _line_of(root, where), f"nodes[{i}].identityFile", "no identity file (set it on the node or in defaults)"))
+            continue
+        ident = str((base / os.path.expanduser(ident)) if not os.path.isabs(os.path.expanduser(ident)) else os.path.expanduser(ident))
+        if not os.access(ident, os.R_OK) or not os.path.isfile(ident):
+            fld, loc = (f"nodes[{i}].identityFile", where + ("identityFile",)) if ident_field else ("defaults.identityFile", ("defaults", "identityFile"))
+            problems.append(Problem(path, _line_of(root, loc), fld, f"identity file {ident} is not readable"))
+            continue
+        keys = list(n.hostKeys or [])
+        kh = n.knownHostsFile or inv.defaults.knownHostsFile
+        if kh:
+            khp = Path(os.path.expanduser(kh))
+            khp = khp if khp.is_absolute() else base / khp
+            try:
+                keys += read_known_hosts(khp, n.address.host, n.address.port)
+            except OSError as e:
+                loc = where + ("knownHostsFile",) if n.knownHostsFile else ("defaults", "knownHostsFile")
+                problems.append(Problem(path, _line_of(root, loc), _field(loc), f"cannot read {khp}: {e.strerror}"))
+                continue
+        if not keys:
+            problems.append(Problem(path, _line_of(root, where + ("address",)), f"nodes[{i}].hostKeys",
+                                    f"no host key pinned for {n.address.host}:{n.address.port}; add hostKeys or a knownHostsFile "
+                                    f"with its key (verify `ssh-keyscan -p {n.address.port} {n.address.host}` out of band)"))
+            continue
+        out.append(NodeConfig(
+            name=n.name, host=n.address.host, port=n.address.port, user=user, identity_file=ident,
+            host_keys=tuple(keys), labels=dict(n.labels), capacity=n.capacity, pod_cidr=n.podCIDR,
+            docker_host=n.dockerHost or inv.defaults.dockerHost, unschedulable=n.unschedulable,
+        ))
+    if problems:
+        raise InvalidInput(problems, "inventory")
+    return out

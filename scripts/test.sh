@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up a fresh machine and run every test: fast unit tests, then integration tests on a real sandbox fleet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export GITKUBE_TEST_SANDBOX_ID="${GITKUBE_TEST_SANDBOX_ID:-1}"
+cleanup() { .venv/bin/gitkube --state-dir /tmp/gitkube-test-cleanup sandbox --id "$GITKUBE_TEST_SANDBOX_ID" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+.venv/bin/lint-imports --no-cache
+.venv/bin/python -m pytest -q -ra --durations=15 "$@"
