@@ -63,14 +63,14 @@ def strip_object(obj: Mapping) -> dict:
 def with_defaults(obj: dict) -> dict:
     """Decides an object's fully defaulted form by validating it through the api models (unchanged if it does not validate)."""
     try:
-        from gitkube.api import parse_object
+        from gitkube.api import parse_object, to_k8s
     except ImportError:  # models not available: compare as given
         return obj
     try:
         model = parse_object(obj)
     except Exception:  # a stored object an older gitkube wrote; show it as it is
         return obj
-    return strip_object(model.model_dump(mode="json", exclude_none=True))
+    return strip_object(to_k8s(model))
 
 
 def object_changes(desired: Iterable[Mapping], stored: Iterable[Mapping], *,

@@ -1,0 +1,300 @@
+"""The commands that read desired and stored state: validate, diff, get, describe, events."""
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from typing import Any
+
+from gitkube.cli import printers
+from gitkube.cli.common import add_source_args, fail
+
+_KINDS_HELP = ("pods (po), replicationcontrollers (rc), services (svc), nodes (no), namespaces (ns), events (ev), "
+               "endpoints (ep)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds validate, diff, get, describe and events to the gitkube command line."""
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = subparsers.add_parser(
+        "validate", formatter_class=fmt, help="check that a revision's manifests are valid",
+        description="Read the manifests of a Git revision and check every object as the API server would "
+                    "(kubectl --validate=strict): known kinds and fields, types, names, quantities, defaults.\n"
+                    "Every problem is printed on its own line as `path:line: field: message`.",
+        epilog="exit status: 0 valid, 1 invalid, 2 the revision could not be read")
+    add_source_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = subparsers.add_parser(
+        "diff", formatter_class=fmt, help="show how a revision differs from the stored state",
+        description="Compare the objects of a Git revision with those in the state DB and print, for each object "
+                    "added, changed or removed, a unified diff of its normalised YAML. Defaults are filled on both "
+                    "sides and store-owned fields (uid, creationTimestamp, generation, resourceVersion, status) are "
+                    "left out, so only real changes show. Nothing is written.",
+        epilog="exit status: 0 in sync, 1 differences found, 2 error (unreadable or invalid revision, bad state DB)")
+    add_source_args(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = subparsers.add_parser(
+        "get", formatter_class=fmt, help="list objects from the state DB, kubectl-style",
+        description=f"Print objects kept in the state DB as kubectl does.\nKINDS: {_KINDS_HELP}.",
+        epilog="examples:\n  gitkube get pods -o wide\n  gitkube get rc frontend -o yaml\n"
+               "  gitkube get svc -A -l app=guestbook\n  gitkube get pods -o json   # a v1 List")
+    p.add_argument("kind", metavar="KIND", help="resource kind (KIND/NAME also accepted)")
+    p.add_argument("names", metavar="NAME", nargs="*", help="object names (default: all)")
+    _scope_args(p)
+    p.add_argument("-l", "--selector", metavar="SELECTOR",
+                   help="label selector: equality (app=web, tier!=db) and set-based (env in (a,b), !canary)")
+    p.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"],
+                   help="wide: extra columns; json/yaml: Kubernetes-shaped objects (a List for several); "
+                        "name: kind/name")
+    p.set_defaults(func=cmd_get)
+
+    p = subparsers.add_parser(
+        "describe", formatter_class=fmt, help="show one object in detail, with its events",
+        description="Print a kubectl-like description of objects from the state DB, followed by their events.\n"
+                    "KINDS: pods (po), replicationcontrollers (rc), services (svc), nodes (no), namespaces (ns).")
+    p.add_argument("kind", metavar="KIND", help="resource kind (KIND/NAME also accepted)")
+    p.add_argument("names", metavar="NAME", nargs="*", help="object names (default: all in the namespace)")
+    _scope_args(p)
+    p.set_defaults(func=cmd_describe)
+
+    p = subparsers.add_parser(
+        "events", formatter_class=fmt, help="list events, oldest first",
+        description="List recorded events (scheduling, container lifecycle, refused revisions…) oldest first; a "
+                    "repeated event is shown once with its count.")
+    _scope_args(p)
+    p.add_argument("--for", dest="for_object", metavar="KIND/NAME",
+                   help="only events about this object, e.g. pod/web or node/n1")
+    p.add_argument("-o", "--output", choices=["json", "yaml"], help="print a v1 List of Event objects")
+    p.set_defaults(func=cmd_events)
+
+
+def _scope_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-n", "--namespace", default="default", metavar="NS", help="namespace (default: default)")
+    g.add_argument("-A", "--all-namespaces", action="store_true", help="all namespaces")
+
+
+def _open_reader(args):
+    from gitkube.store import Store
+
+    return Store.open(args.state_dir, writer=False)
+
+
+def _load(args):
+    from gitkube.source import load_revision
+
+    return load_revision(args.repo, args.rev, args.path, extra_files=(args.inventory,))
+
+
+# ---- validate / diff --------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
+    """Decides whether a revision is valid: prints each problem, exit 0 valid / 1 invalid / 2 unreadable."""
+    from gitkube.source import SourceError
+
+    try:
+        rev = _load(args)
+    except SourceError as e:
+        return fail(str(e), 2)
+    if rev.problems:
+        for problem in rev.problems:
+            print(problem)
+        print(f"revision {(rev.sha or '')[:12]} is invalid: {len(rev.problems)} problem(s)", file=sys.stderr)
+        return 1
+    counts: dict[str, int] = {}
+    for obj in rev.objects:
+        counts[obj.kind] = counts.get(obj.kind, 0) + 1
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"revision {(rev.sha or '')[:12]} is valid: {len(rev.objects)} object(s)" + (f" ({detail})" if detail else ""))
+    return 0
+
+
+def cmd_diff(args) -> int:
+    """Decides whether the store is in sync with a revision: prints unified diffs, exit 0 same / 1 differs / 2 error."""
+    from gitkube.api import to_k8s
+    from gitkube.reconcile.objdiff import object_changes, render_changes, summarise
+    from gitkube.source import SourceError
+
+    try:
+        rev = _load(args)
+    except SourceError as e:
+        return fail(str(e), 2)
+    if rev.problems:
+        for problem in rev.problems:
+            print(problem, file=sys.stderr)
+        return fail(f"revision {(rev.sha or '')[:12]} is invalid ({len(rev.problems)} problem(s)); nothing to diff", 2)
+    try:
+        with _open_reader(args) as store:
+            stored = store.list(origin="git")
+    except (sqlite3.Error, RuntimeError) as e:
+        return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
+    changes = object_changes([to_k8s(o) for o in rev.objects], stored)
+    sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
+    print(summarise(changes), file=sys.stderr)
+    return 1 if changes else 0
+
+
+# ---- get / describe / events ------------------------------------------------------------------------
+def _kind_and_names(args) -> tuple[str, bool, list[str]]:
+    resource, names = args.kind, list(args.names)
+    if "/" in resource:
+        resource, first = resource.split("/", 1)
+        names.insert(0, first)
+    kind, namespaced = printers.resolve_resource(resource)
+    return kind, namespaced, names
+
+
+def _not_found(kind: str, name: str) -> None:
+    plural = next(n for n, (k, _) in printers.RESOURCES.items() if k == kind)
+    print(f'Error from server (NotFound): {plural} "{name}" not found', file=sys.stderr)
+
+
+def _dump(obj: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(obj, indent=4, ensure_ascii=False) + "\n"
+    import yaml
+
+    try:
+        dumper = yaml.CSafeDumper
+    except AttributeError:  # pragma: no cover
+        dumper = yaml.SafeDumper
+    return yaml.dump(obj, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _select(args):
+    if not getattr(args, "selector", None):
+        return None
+    from gitkube.api import parse_selector
+
+    return parse_selector(args.selector)
+
+
+def cmd_get(args) -> int:
+    """Prints stored objects as kubectl get does; exit 1 when a named object is missing."""
+    try:
+        kind, namespaced, names = _kind_and_names(args)
+        selector = _select(args)
+    except (KeyError, ValueError) as e:
+        return fail(str(e).strip('"'), 1)
+    ns = None if (args.all_namespaces or not namespaced) else args.namespace
+    with _open_reader(args) as store:
+        if kind == "Event":
+            objects = store.events(namespace=ns)
+            if selector is not None:
+                objects = [e for e in objects if selector.matches(e["metadata"].get("labels") or {})]
+        else:
+            objects = store.list(kind, namespace=ns, selector=selector)
+    rc = 0
+    if names:
+        by_name = {o["metadata"]["name"]: o for o in objects}
+        picked = []
+        for name in names:
+            if name in by_name:
+                picked.append(by_name[name])
+            else:
+                _not_found(kind, name)
+                rc = 1
+        objects = picked
+    out = args.output
+    if out in ("json", "yaml"):
+        if len(names) == 1 and objects:
+            sys.stdout.write(_dump(printers.kube_object(objects[0]), out))
+        elif not names or objects:
+            sys.stdout.write(_dump(printers.list_object(objects), out))
+        return rc
+    if out == "name":
+        for o in objects:
+            print(printers.object_name(o))
+        return rc
+    if not objects:
+        if not names:
+            where = f" in {ns} namespace" if ns else ""
+            print(f"No resources found{where}.", file=sys.stderr)
+        return rc
+    headers, rows = printers.table_rows(kind, objects, wide=out == "wide",
+                                        all_namespaces=bool(args.all_namespaces and namespaced))
+    sys.stdout.write(printers.render_table(headers, rows))
+    return rc
+
+
+def cmd_describe(args) -> int:
+    """Prints kubectl-like descriptions of stored objects with their events; exit 1 when one is missing."""
+    try:
+        kind, namespaced, names = _kind_and_names(args)
+    except KeyError as e:
+        return fail(str(e).strip('"'), 1)
+    if kind in ("Event", "Endpoints"):
+        return fail(f"describe does not support {kind}; use `gitkube get {kind.lower()}s -o yaml`", 1)
+    ns = None if (args.all_namespaces or not namespaced) else args.namespace
+    rc = 0
+    pages = []
+    with _open_reader(args) as store:
+        if names:
+            objects = []
+            for name in names:
+                obj = store.get(kind, ns or "default", name) if not args.all_namespaces else next(
+                    (o for o in store.list(kind) if o["metadata"]["name"] == name), None)
+                if obj is None:
+                    _not_found(kind, name)
+                    rc = 1
+                else:
+                    objects.append(obj)
+        else:
+            objects = store.list(kind, namespace=ns)
+        for obj in objects:
+            pages.append(_describe_one(store, kind, obj))
+    if not objects and not names:
+        print(f"No resources found{f' in {ns} namespace' if ns else ''}.", file=sys.stderr)
+    sys.stdout.write("\n\n".join(p.rstrip("\n") for p in pages) + ("\n" if pages else ""))
+    return rc
+
+
+def _describe_one(store, kind: str, obj: dict) -> str:
+    meta = obj["metadata"]
+    events = store.events(involved=obj)
+    if kind == "Pod":
+        return printers.describe_pod(obj, events)
+    if kind == "ReplicationController":
+        from gitkube.api import Selector
+
+        sel = Selector.from_dict((obj.get("spec") or {}).get("selector") or {})
+        pods = [p for p in store.list("Pod", namespace=meta.get("namespace", "default"), selector=sel)
+                if not p["metadata"].get("deletionTimestamp")] if not sel.empty() else []
+        return printers.describe_rc(obj, pods, events)
+    if kind == "Service":
+        ep = store.get("Endpoints", meta.get("namespace", "default"), meta["name"])
+        return printers.describe_service(obj, ep, events)
+    if kind == "Node":
+        pods = [p for p in store.list("Pod") if (p.get("spec") or {}).get("nodeName") == meta["name"]]
+        return printers.describe_node(obj, pods, events)
+    return printers.describe_namespace(obj, events)
+
+
+def cmd_events(args) -> int:
+    """Prints events oldest first (LAST SEEN TYPE REASON OBJECT MESSAGE), optionally for one object."""
+    ns = None if args.all_namespaces else args.namespace
+    involved = None
+    if args.for_object:
+        resource, _, name = args.for_object.partition("/")
+        try:
+            kind, namespaced = printers.resolve_resource(resource)
+        except KeyError as e:
+            return fail(str(e).strip('"'), 1)
+        if not name:
+            return fail("--for takes KIND/NAME, e.g. pod/web", 1)
+        involved = (kind, (args.namespace if namespaced else ""), name)
+        ns = None
+    with _open_reader(args) as store:
+        events = store.events(involved=involved, namespace=ns)
+    if args.output:
+        sys.stdout.write(_dump(printers.list_object(events), args.output))
+        return 0
+    if not events:
+        print(f"No events found{f' in {ns} namespace' if ns else ''}.", file=sys.stderr)
+        return 0
+    headers, rows = printers.table_rows("Event", events, all_namespaces=args.all_namespaces)
+    sys.stdout.write(printers.render_table(headers, rows))
+    return 0
