@@ -103,7 +103,8 @@ def _pydantic_message(err: dict[str, Any]) -> str:
         return "Required value"
     if t == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f'Unsupported value: {_show(err.get("input"))}: supported values: {expected.replace(" or ", ", ")}'
+        expected = expected.replace(" or ", ", ").replace("'", '"')
+        return f'Unsupported value: {_show(err.get("input"))}: supported values: {expected}'
     if t == "value_error":
         return f'Invalid value: {_show(err.get("input"))}: {err["ctx"]["error"]}'
     kind = {

@@ -154,7 +154,7 @@ def _container(errs: Errors, loc: Loc, c: Container, volume_names: set[str], hos
                 errs.append((ploc + ("hostIP",), f'Invalid value: "{p.hostIP}": must be a valid IP address'))
         key = (p.containerPort, p.protocol)
         if key in seen_ports:
-            errs.append((ploc, f'Duplicate value: "{p.containerPort}/{p.protocol}"'))
+            errs.append((ploc + ("containerPort",), f'Duplicate value: "{p.containerPort}/{p.protocol}"'))
         seen_ports.add(key)
     env_names: set[str] = set()
     for i, e in enumerate(c.env or ()):

@@ -266,8 +266,11 @@ def _yaml_docs(path: str, text: str, max_alias_nodes: int, problems: list[Proble
         if "\t" in indent or ("\t" in (e.problem or "") or "'\\t'" in (e.problem or "")):
             problems.append(Problem(path, line, "", "tab character in indentation (YAML indents with spaces only)"))
         else:
-            problems.append(Problem(path, line, "", f"malformed YAML: {e.problem or e.context}"
-                                                    + (f" ({e.context})" if e.context and e.problem else "")))
+            context = ""
+            if e.context and e.problem:
+                started = f" started on line {e.context_mark.line + 1}" if e.context_mark else ""
+                context = f" ({e.context}{started})"
+            problems.append(Problem(path, line, "", f"malformed YAML: {e.problem or e.context}{context}"))
     except yaml.YAMLError as e:
         problems.append(Problem(path, 1, "", f"malformed YAML: {e}"))
     finally:
