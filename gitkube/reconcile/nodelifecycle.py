@@ -1,0 +1,208 @@
+"""Node lifecycle: each node's Ready condition from its heartbeats, which pods to evict, which containers are stale.
+
+Kubernetes' node lifecycle controller, with gitkube's probe of a node (SSH + Docker) standing in
+for the kubelet's status updates:
+- Ready=True ("KubeletReady") while the last successful probe is at most `grace_period` old;
+- Ready=False ("KubeletNotReady", the error as message) when the node answers but its container
+  runtime fails;
+- Ready=Unknown ("NodeStatusUnknown", "Kubelet stopped posting node status.") once no probe
+  succeeded for `grace_period`; "NodeStatusNeverUpdated" for a node never reached.
+- Pods on a node that is not Ready lose their Ready condition at once (k8s MarkPodsNotReady),
+  so endpoints drop them.
+- After `eviction_timeout` of not being Ready, every pod bound to the node that is not already
+  being deleted is marked for deletion, with status reason NodeLost — RC-owned and bare pods
+  alike, as k8s' node controller does (bare pods are not recreated; the RC replaces its own
+  because a pod being deleted no longer counts as active). The pods stay "Terminating" until the
+  node comes back and their containers are stopped.
+- As k8s does on a full disruption, no pod is evicted while no node at all is Ready: then the
+  fault is most likely gitkube's own network, and there is nowhere to move pods to.
+- Pods bound to a node that is not in the inventory are evicted at once (k8s' PodGC).
+- When a node is reachable again, containers of pods that no longer exist (or that belong to a
+  pod bound elsewhere) are stale and must be removed, so that no pod runs twice.
+All times are seconds on one clock (e.g. time.time() taken by the caller).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+__all__ = [
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_EVICTION_TIMEOUT",
+    "NodeHeartbeat",
+    "NodeCondition",
+    "LifecyclePod",
+    "PodEviction",
+    "NodeLifecycleDecision",
+    "node_ready_condition",
+    "node_lifecycle",
+    "stale_pod_uids",
+]
+
+DEFAULT_GRACE_PERIOD = 20.0
+DEFAULT_EVICTION_TIMEOUT = 30.0
+
+# Kubernetes' reasons and messages for the Ready condition and for evicted pods.
+REASON_READY, MESSAGE_READY = "KubeletReady", "kubelet is posting ready status"
+REASON_NOT_READY, MESSAGE_RUNTIME_DOWN = "KubeletNotReady", "container runtime is down"
+REASON_UNKNOWN, MESSAGE_UNKNOWN = "NodeStatusUnknown", "Kubelet stopped posting node status."
+REASON_NEVER, MESSAGE_NEVER = "NodeStatusNeverUpdated", "Kubelet never posted node status."
+POD_REASON_NODE_LOST = "NodeLost"
+EVENT_REASON_EVICTION = "NodeControllerEviction"
+
+
+@dataclass(frozen=True)
+class NodeHeartbeat:
+    """What gitkube knows of its probes of one node."""
+
+    node: str
+    last_success: float | None = None  # last probe that reached the node and its container runtime
+    last_attempt: float | None = None  # last probe, successful or not
+    last_error: str | None = None  # text of the last failed probe
+    runtime_error: bool = False  # the last failed probe reached the node, but its runtime failed
+    registered_at: float = 0.0  # when the node joined the inventory
+
+
+@dataclass(frozen=True)
+class NodeCondition:
+    """The node's Ready condition (status "True", "False" or "Unknown")."""
+
+    status: str
+    reason: str
+    message: str
+    last_heartbeat_time: float | None
+    last_transition_time: float
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "True"
+
+
+@dataclass(frozen=True)
+class LifecyclePod:
+    """A pod as the node lifecycle controller sees it."""
+
+    uid: str
+    namespace: str
+    name: str
+    node_name: str | None
+    owner_uid: str | None = None
+    ready: bool = False
+    deleting: bool = False
+    phase: str = "Running"
+
+
+@dataclass(frozen=True)
+class PodEviction:
+    """Mark `pod` for deletion with status reason/message, and record an event."""
+
+    pod: LifecyclePod
+    reason: str
+    message: str
+    event_reason: str
+    event_message: str
+
+    @property
+    def owned(self) -> bool:
+        """Whether a controller (an RC) will replace the pod."""
+        return self.pod.owner_uid is not None
+
+
+@dataclass(frozen=True)
+class NodeLifecycleDecision:
+    """One pass of the node lifecycle controller."""
+
+    conditions: Mapping[str, NodeCondition] = field(default_factory=dict)
+    mark_not_ready: tuple[LifecyclePod, ...] = ()  # set their Ready condition False
+    evict: tuple[PodEviction, ...] = ()
+    eviction_suspended: bool = False  # no node is Ready: evictions held back
+
+
+def node_ready_condition(
+    hb: NodeHeartbeat,
+    now: float,
+    previous: NodeCondition | None = None,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+) -> NodeCondition:
+    """The node's Ready condition now, from its heartbeats and the condition it had before."""
+    answered_at = hb.last_success
+    runtime_down = (
+        hb.runtime_error
+        and hb.last_attempt is not None
+        and (hb.last_success is None or hb.last_attempt > hb.last_success)
+    )
+    if runtime_down:
+        answered_at = hb.last_attempt  # the node itself answered, only its runtime is broken
+
+    if answered_at is None:
+        status, reason, message = "Unknown", REASON_NEVER, MESSAGE_NEVER
+        since = hb.registered_at
+    elif now - answered_at > grace_period:
+        status, reason, message = "Unknown", REASON_UNKNOWN, MESSAGE_UNKNOWN
+        # It went Unknown when the grace period ran out, not when this pass noticed.
+        since = answered_at + grace_period
+    elif runtime_down:
+        status, reason, message = "False", REASON_NOT_READY, hb.last_error or MESSAGE_RUNTIME_DOWN
+        since = answered_at
+    else:
+        status, reason, message = "True", REASON_READY, MESSAGE_READY
+        since = answered_at
+    if status != "True" and hb.last_error and message != hb.last_error:
+        message = f"{message} Last probe error: {hb.last_error}"
+    if previous is not None and previous.status == status:
+        since = previous.last_transition_time
+    return NodeCondition(status, reason, message, answered_at, since)
+
+
+def node_lifecycle(
+    heartbeats: Iterable[NodeHeartbeat],
+    pods: Sequence[LifecyclePod],
+    now: float,
+    previous: Mapping[str, NodeCondition] | None = None,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
+    eviction_timeout: float = DEFAULT_EVICTION_TIMEOUT,
+) -> NodeLifecycleDecision:
+    """Every node's Ready condition, the pods to mark not ready, and the pods to evict."""
+    previous = previous or {}
+    conditions = {
+        hb.node: node_ready_condition(hb, now, previous.get(hb.node), grace_period) for hb in heartbeats
+    }
+    suspended = bool(conditions) and not any(c.ready for c in conditions.values())
+
+    mark, evict = [], []
+    for pod in sorted(pods, key=lambda p: (p.node_name or "", p.namespace, p.name)):
+        if not pod.node_name:
+            continue
+        cond = conditions.get(pod.node_name)
+        if cond is None:
+            # Bound to a node gitkube no longer has: nothing will ever run or stop it there.
+            if not pod.deleting:
+                evict.append(_eviction(pod, f"Node {pod.node_name} which was running pod {pod.name} is gone"))
+            continue
+        if cond.ready:
+            continue
+        if pod.ready and pod.phase not in ("Succeeded", "Failed"):
+            mark.append(pod)
+        if not suspended and not pod.deleting and now - cond.last_transition_time >= eviction_timeout:
+            evict.append(_eviction(pod, f"Node {pod.node_name} which was running pod {pod.name} is unresponsive"))
+    return NodeLifecycleDecision(conditions, tuple(mark), tuple(evict), suspended)
+
+
+def _eviction(pod: LifecyclePod, message: str) -> PodEviction:
+    return PodEviction(
+        pod,
+        POD_REASON_NODE_LOST,
+        message,
+        EVENT_REASON_EVICTION,
+        f"Marking for deletion Pod {pod.name} from Node {pod.node_name}",
+    )
+
+
+def stale_pod_uids(node: str, observed_pod_uids: Iterable[str], store_pods: Mapping[str, str | None]) -> tuple[str, ...]:
+    """Pod uids whose containers on `node` must be removed: the pod is gone, or bound to another node.
+
+    `observed_pod_uids` come from the io.gitkube.pod.uid labels of the node's containers;
+    `store_pods` maps every pod uid in the store to its spec.nodeName.
+    """
+    return tuple(sorted({uid for uid in observed_pod_uids if store_pods.get(uid, "\0missing") != node}))

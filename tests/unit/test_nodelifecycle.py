@@ -1,0 +1,90 @@
+"""Node lifecycle: Ready/NotReady/Unknown from heartbeats, eviction after the timeout, stale containers."""
+
+from gitkube.reconcile.nodelifecycle import (
+    LifecyclePod,
+    NodeCondition,
+    NodeHeartbeat,
+    node_lifecycle,
+    node_ready_condition,
+    stale_pod_uids,
+)
+
+
+def hb(node, last_success, **kw):
+    return NodeHeartbeat(node, last_success=last_success, last_attempt=kw.pop("last_attempt", last_success), **kw)
+
+
+def test_ready_within_grace_unknown_after():
+    c = node_ready_condition(hb("n1", 100), now=115)
+    assert (c.status, c.reason, c.message) == ("True", "KubeletReady", "kubelet is posting ready status")
+    c = node_ready_condition(hb("n1", 100, last_attempt=125, last_error="ssh: timed out"), now=125)
+    assert (c.status, c.reason) == ("Unknown", "NodeStatusUnknown")
+    assert c.message == "Kubelet stopped posting node status. Last probe error: ssh: timed out"
+    assert c.last_transition_time == 120  # when the 20 s grace ran out
+    assert c.last_heartbeat_time == 100
+
+
+def test_runtime_failure_is_false_with_the_error():
+    c = node_ready_condition(hb("n1", 100, last_attempt=105, last_error="docker: connection refused",
+                                runtime_error=True), now=106)
+    assert (c.status, c.reason, c.message) == ("False", "KubeletNotReady", "docker: connection refused")
+
+
+def test_never_reached_node():
+    c = node_ready_condition(NodeHeartbeat("n9", registered_at=5), now=6)
+    assert (c.status, c.reason, c.message) == ("Unknown", "NodeStatusNeverUpdated", "Kubelet never posted node status.")
+
+
+def test_transition_time_kept_while_status_unchanged():
+    prev = NodeCondition("True", "KubeletReady", "", 10, 3)
+    assert node_ready_condition(hb("n1", 100), now=101, previous=prev).last_transition_time == 3
+    prev = NodeCondition("Unknown", "NodeStatusUnknown", "", 10, 50)
+    assert node_ready_condition(hb("n1", 10), now=200, previous=prev).last_transition_time == 50
+
+
+PODS = [
+    LifecyclePod("u1", "default", "web-abcde", "n2", owner_uid="rc", ready=True),
+    LifecyclePod("u2", "default", "bare", "n2", ready=True),
+    LifecyclePod("u3", "default", "going", "n2", owner_uid="rc", deleting=True),
+    LifecyclePod("u4", "default", "web-fghjk", "n1", owner_uid="rc", ready=True),
+]
+
+
+def test_not_ready_node_marks_pods_then_evicts_after_timeout():
+    beats = [hb("n1", 200), hb("n2", 100), hb("n3", 200)]
+    # n2 went Unknown at 120: pods marked not ready, not evicted yet.
+    d = node_lifecycle(beats, PODS, now=140)
+    assert d.conditions["n2"].status == "Unknown" and d.conditions["n1"].ready
+    assert [p.name for p in d.mark_not_ready] == ["bare", "web-abcde"]
+    assert d.evict == ()
+    # 30 s after it went Unknown: every pod of n2 not already being deleted, RC-owned or bare.
+    d = node_lifecycle(beats, PODS, now=150)
+    assert [(e.pod.name, e.owned) for e in d.evict] == [("bare", False), ("web-abcde", True)]
+    e = d.evict[1]
+    assert e.reason == "NodeLost" and e.message == "Node n2 which was running pod web-abcde is unresponsive"
+    assert e.event_reason == "NodeControllerEviction"
+    assert e.event_message == "Marking for deletion Pod web-abcde from Node n2"
+
+
+def test_no_eviction_when_no_node_is_ready():
+    beats = [hb("n1", 100), hb("n2", 100)]
+    d = node_lifecycle(beats, PODS, now=1000)
+    assert d.eviction_suspended and d.evict == ()
+    assert {p.name for p in d.mark_not_ready} == {"bare", "web-abcde", "web-fghjk"}
+
+
+def test_pod_on_unknown_node_is_evicted():
+    d = node_lifecycle([hb("n1", 100)], [LifecyclePod("u", "default", "x", "gone")], now=101)
+    assert d.evict[0].message == "Node gone which was running pod x is gone"
+
+
+def test_configurable_timings():
+    beats = [hb("n1", 100), hb("n2", 90)]
+    d = node_lifecycle(beats, PODS, now=100, grace_period=5, eviction_timeout=5)
+    assert d.conditions["n2"].status == "Unknown" and len(d.evict) == 2
+
+
+def test_stale_containers_when_node_returns():
+    store = {"u1": "n2", "u4": "n1", "moved": "n1"}
+    assert stale_pod_uids("n2", ["u1", "replaced", "moved", "u1"], store) == ("moved", "replaced")
+    assert stale_pod_uids("n2", ["u1"], store) == ()
