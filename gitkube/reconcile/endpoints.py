@@ -1,0 +1,214 @@
+"""Endpoints controller: which pod addresses and ports back each Service.
+
+As Kubernetes' endpoints controller:
+- only Services with a selector are managed (without one, Endpoints are written by hand);
+- a pod selected by the Service counts when it has an IP, is not Succeeded/Failed and is not
+  being deleted; Ready pods go to `addresses`, the others to `notReadyAddresses` (unless the
+  Service has publishNotReadyAddresses, which also keeps terminating pods);
+- each service port's targetPort is resolved per pod: a number is used as is, a name is looked
+  up among the pod's container ports with the same name and protocol — a pod lacking it is left
+  out for that port only;
+- addresses with the same set of ports are packed into one subset (k8s' RepackSubsets); a
+  headless Service without ports lists addresses with no ports.
+Ordering is deterministic: addresses by (ip, pod name), ports by (name, port, protocol),
+subsets by their ports (k8s orders by hash; the content is the same).
+
+Glue: ServiceInfo from spec.selector, spec.ports (targetPort defaulted to port by the API),
+spec.clusterIP == "None", spec.publishNotReadyAddresses; EndpointPod from pod metadata,
+status.podIP, spec.nodeName, the Ready condition, status.phase, deletionTimestamp, and
+spec.containers[].ports (name, containerPort, protocol), spec.hostname/subdomain.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+__all__ = [
+    "ServicePortInfo",
+    "ServiceInfo",
+    "ContainerPortInfo",
+    "EndpointPod",
+    "EndpointAddress",
+    "EndpointPort",
+    "EndpointSubset",
+    "Endpoints",
+    "find_port",
+    "compute_endpoints",
+    "compute_all_endpoints",
+]
+
+_TERMINAL = frozenset({"Succeeded", "Failed"})
+
+
+@dataclass(frozen=True)
+class ServicePortInfo:
+    port: int
+    name: str = ""
+    protocol: str = "TCP"
+    target_port: int | str | None = None  # None: same as port
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    namespace: str
+    name: str
+    selector: Mapping[str, str] | None
+    ports: tuple[ServicePortInfo, ...] = ()
+    headless: bool = False  # clusterIP: None
+    publish_not_ready: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerPortInfo:
+    container_port: int
+    name: str | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class EndpointPod:
+    uid: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None
+    node_name: str | None = None
+    ready: bool = False
+    phase: str = "Running"
+    deleting: bool = False
+    container_ports: tuple[ContainerPortInfo, ...] = ()
+    hostname: str | None = None
+    subdomain: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class EndpointAddress:
+    ip: str
+    target_name: str
+    target_namespace: str
+    target_uid: str
+    node_name: str | None = None
+    hostname: str | None = None
+
+    def as_dict(self) -> dict:
+        d: dict = {"ip": self.ip}
+        if self.hostname:
+            d["hostname"] = self.hostname
+        if self.node_name:
+            d["nodeName"] = self.node_name
+        d["targetRef"] = {"kind": "Pod", "namespace": self.target_namespace, "name": self.target_name,
+                          "uid": self.target_uid}
+        return d
+
+
+@dataclass(frozen=True, order=True)
+class EndpointPort:
+    name: str
+    port: int
+    protocol: str
+
+    def as_dict(self) -> dict:
+        d: dict = {"name": self.name} if self.name else {}
+        d.update(port=self.port, protocol=self.protocol)
+        return d
+
+
+@dataclass(frozen=True)
+class EndpointSubset:
+    addresses: tuple[EndpointAddress, ...]
+    not_ready_addresses: tuple[EndpointAddress, ...]
+    ports: tuple[EndpointPort, ...]
+
+    def as_dict(self) -> dict:
+        d: dict = {}
+        if self.addresses:
+            d["addresses"] = [a.as_dict() for a in self.addresses]
+        if self.not_ready_addresses:
+            d["notReadyAddresses"] = [a.as_dict() for a in self.not_ready_addresses]
+        if self.ports:
+            d["ports"] = [p.as_dict() for p in self.ports]
+        return d
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    namespace: str
+    name: str
+    subsets: tuple[EndpointSubset, ...]
+
+    def as_dict(self) -> dict:
+        """The Kubernetes JSON of this Endpoints object (without server-set metadata)."""
+        d: dict = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": self.name, "namespace": self.namespace}}
+        if self.subsets:
+            d["subsets"] = [s.as_dict() for s in self.subsets]
+        return d
+
+
+def find_port(pod: EndpointPod, port: ServicePortInfo) -> int | None:
+    """The pod's port number for a service port: targetPort as a number, or the container port of that name."""
+    target = port.port if port.target_port is None else port.target_port
+    if isinstance(target, int):
+        return target
+    for cp in pod.container_ports:
+        if cp.name == target and cp.protocol == port.protocol:
+            return cp.container_port
+    return None
+
+
+def compute_endpoints(service: ServiceInfo, pods: Iterable[EndpointPod]) -> Endpoints | None:
+    """The Endpoints of one Service from the pods (None when the Service has no selector)."""
+    if not service.selector:
+        return None
+    selector = service.selector.items()
+    # address -> (ready, ports it serves); grouping by identical port sets is RepackSubsets.
+    by_ports: dict[frozenset[EndpointPort], tuple[list[EndpointAddress], list[EndpointAddress]]] = defaultdict(
+        lambda: ([], [])
+    )
+    for pod in pods:
+        if pod.namespace != service.namespace or not pod.ip or pod.phase in _TERMINAL:
+            continue
+        if pod.deleting and not service.publish_not_ready:
+            continue
+        if not all(pod.labels.get(k) == v for k, v in selector):
+            continue
+        hostname = pod.hostname if pod.hostname and pod.subdomain == service.name else None
+        addr = EndpointAddress(pod.ip, pod.name, pod.namespace, pod.uid, pod.node_name, hostname)
+        ready = pod.ready or service.publish_not_ready
+        if service.ports:
+            ports = set()
+            for sp in service.ports:
+                num = find_port(pod, sp)
+                if num is not None:
+                    ports.add(EndpointPort(sp.name, num, sp.protocol))
+            if not ports:
+                continue
+            key = frozenset(ports)
+        elif service.headless:
+            key = frozenset()
+        else:
+            continue
+        by_ports[key][0 if ready else 1].append(addr)
+
+    subsets = [
+        EndpointSubset(tuple(sorted(ready)), tuple(sorted(not_ready)), tuple(sorted(ports)))
+        for ports, (ready, not_ready) in by_ports.items()
+    ]
+    subsets.sort(key=lambda s: s.ports)
+    return Endpoints(service.namespace, service.name, tuple(subsets))
+
+
+def compute_all_endpoints(
+    services: Iterable[ServiceInfo], pods: Iterable[EndpointPod]
+) -> dict[tuple[str, str], Endpoints]:
+    """The Endpoints of every Service with a selector, keyed by (namespace, name)."""
+    by_ns: dict[str, list[EndpointPod]] = defaultdict(list)
+    for pod in pods:
+        by_ns[pod.namespace].append(pod)
+    out = {}
+    for svc in services:
+        ep = compute_endpoints(svc, by_ns.get(svc.namespace, ()))
+        if ep is not None:
+            out[(svc.namespace, svc.name)] = ep
+    return out

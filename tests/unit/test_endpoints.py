@@ -1,0 +1,74 @@
+"""Endpoints controller: readiness, named target ports, skipped pods, packing and ordering."""
+
+from gitkube.reconcile.endpoints import (
+    ContainerPortInfo,
+    EndpointPod,
+    EndpointPort,
+    ServiceInfo,
+    ServicePortInfo,
+    compute_all_endpoints,
+    compute_endpoints,
+)
+
+WEB = {"app": "web"}
+
+
+def pod(name, ip, ready=True, ports=(("http", 8080),), **kw):
+    kw.setdefault("labels", WEB)
+    cps = tuple(ContainerPortInfo(n, name=pn) for pn, n in ports)
+    return EndpointPod(f"uid-{name}", "default", name, ip=ip, node_name="n1", ready=ready, container_ports=cps, **kw)
+
+
+SVC = ServiceInfo("default", "web", WEB, (ServicePortInfo(80, name="http", target_port="http"),))
+
+
+def test_ready_and_not_ready_addresses():
+    ep = compute_endpoints(SVC, [pod("b", "10.0.0.2"), pod("a", "10.0.0.3"), pod("c", "10.0.0.1", ready=False)])
+    (s,) = ep.subsets
+    assert [a.ip for a in s.addresses] == ["10.0.0.2", "10.0.0.3"]
+    assert [a.target_name for a in s.not_ready_addresses] == ["c"]
+    assert s.ports == (EndpointPort("http", 8080, "TCP"),)
+    assert ep.as_dict()["subsets"][0]["notReadyAddresses"][0] == {
+        "ip": "10.0.0.1", "nodeName": "n1",
+        "targetRef": {"kind": "Pod", "namespace": "default", "name": "c", "uid": "uid-c"}}
+
+
+def test_named_target_port_resolved_per_pod():
+    pods = [pod("old", "10.0.0.1", ports=(("http", 8080),)), pod("new", "10.0.0.2", ports=(("http", 9090),)),
+            pod("none", "10.0.0.3", ports=(("metrics", 9100),))]
+    ep = compute_endpoints(SVC, pods)
+    assert [(s.ports[0].port, [a.target_name for a in s.addresses]) for s in ep.subsets] == [
+        (8080, ["old"]), (9090, ["new"])]
+
+
+def test_protocol_must_match_for_named_port_and_int_target_is_taken_as_is():
+    svc = ServiceInfo("default", "dns", WEB, (ServicePortInfo(53, name="dns", protocol="UDP", target_port="dns"),
+                                              ServicePortInfo(8053, name="raw", target_port=5353)))
+    p = pod("a", "10.0.0.1", ports=(("dns", 53),))  # TCP only
+    (s,) = compute_endpoints(svc, [p]).subsets
+    assert s.ports == (EndpointPort("raw", 5353, "TCP"),)
+
+
+def test_skipped_pods():
+    pods = [pod("noip", None), pod("done", "10.0.0.1", phase="Succeeded"), pod("dying", "10.0.0.2", deleting=True),
+            pod("other", "10.0.0.3", labels={"app": "db"}),
+            EndpointPod("u", "elsewhere", "x", WEB, "10.0.0.4", ready=True)]
+    assert compute_endpoints(SVC, pods).subsets == ()
+    assert compute_endpoints(ServiceInfo("default", "manual", None, SVC.ports), pods) is None
+
+
+def test_publish_not_ready_and_headless():
+    svc = ServiceInfo("default", "web", WEB, SVC.ports, publish_not_ready=True)
+    (s,) = compute_endpoints(svc, [pod("a", "10.0.0.1", ready=False)]).subsets
+    assert [a.target_name for a in s.addresses] == ["a"] and s.not_ready_addresses == ()
+    headless = ServiceInfo("default", "web", WEB, (), headless=True)
+    (s,) = compute_endpoints(headless, [pod("a", "10.0.0.1", hostname="a", subdomain="web")]).subsets
+    assert s.ports == () and s.addresses[0].hostname == "a"
+
+
+def test_all_services_deterministic():
+    pods = [pod(n, f"10.0.0.{i}") for i, n in enumerate("dcba")]
+    svcs = [SVC, ServiceInfo("default", "manual", None)]
+    a = compute_all_endpoints(svcs, pods)
+    b = compute_all_endpoints(svcs, list(reversed(pods)))
+    assert a == b and list(a) == [("default", "web")]
