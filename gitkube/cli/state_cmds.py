@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import sqlite3
 import sys
@@ -90,6 +92,17 @@ def _load(args):
     return load_revision(args.repo, args.rev, args.path, extra_files=(args.inventory,))
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 # ---- validate / diff --------------------------------------------------------------------------------
 def cmd_validate(args) -> int:
     """Decides whether a revision is valid: prints each problem, exit 0 valid / 1 invalid / 2 unreadable."""
@@ -126,12 +139,14 @@ def cmd_diff(args) -> int:
         for problem in rev.problems:
             print(problem, file=sys.stderr)
         return fail(f"revision {(rev.sha or '')[:12]} is invalid ({len(rev.problems)} problem(s)); nothing to diff", 2)
-    try:
-        with _open_reader(args) as store:
-            stored = store.list(origin="git")
-    except (sqlite3.Error, RuntimeError) as e:
-        return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
-    changes = object_changes([to_k8s(o) for o in rev.objects], stored)
+    # Thousands of small dicts would trigger many full GC passes that find no garbage: pause GC meanwhile.
+    with _gc_paused():
+        try:
+            with _open_reader(args) as store:
+                stored = store.list(origin="git")
+        except (sqlite3.Error, RuntimeError) as e:
+            return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
+        changes = object_changes([to_k8s(o) for o in rev.objects], stored)
     sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
     print(summarise(changes), file=sys.stderr)
     return 1 if changes else 0
