@@ -184,6 +184,8 @@ class Scheduler:
     ) -> list[ScheduleResult]:
         """The node for each pending pod in order, each seeing the pods placed before it."""
         state = ClusterState(bound_pods)
+        for n in nodes:
+            state.usage_of(n.name)  # so that the entries share the objects `bind` updates
         entries = self._entries(nodes, state)
         cache: dict = {}
         results = []
@@ -199,7 +201,11 @@ class Scheduler:
     def _entries(self, nodes: Sequence[NodeInfo], state: ClusterState) -> list[_Entry]:
         labels = self.config.node_label_priorities
         return [
-            _Entry(n, state.usage_of(n.name), sum(w * S.node_label_priority(n, lab, pres) for lab, pres, w in labels))
+            _Entry(
+                n,
+                state.usage.get(n.name) or NodeUsage(),
+                sum(w * S.node_label_priority(n, lab, pres) for lab, pres, w in labels),
+            )
             for n in nodes
         ]
 
