@@ -328,9 +328,9 @@ def validate_service(svc: Service) -> Errors:
                 errs.append((ploc + ("name",), f'Duplicate value: "{p.name}"'))
             seen_names.add(p.name)
         _port_range(errs, ploc + ("port",), p.port)
-        if isinstance(p.targetPort, int):
+        if isinstance(p.targetPort, int) and p.targetPort != p.port:  # a defaulted targetPort would repeat the port's error
             _port_range(errs, ploc + ("targetPort",), p.targetPort)
-        elif names.iana_svc_name(p.targetPort):
+        elif isinstance(p.targetPort, str) and names.iana_svc_name(p.targetPort):
             errs.append((ploc + ("targetPort",), f'Invalid value: "{p.targetPort}": must be a port number or '
                                                  "a container port name"))
         if p.nodePort is not None:

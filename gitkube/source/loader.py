@@ -83,21 +83,23 @@ class _Builder:
         self.active: set[int] = set()
 
     def build(self, node: Node, loc: Loc = ()) -> Any:
-        value, _ = self._build(node, loc)
+        value, _ = self._build(node, loc, node.start_mark.line + 1)
         return value
 
-    def _build(self, node: Node, loc: Loc) -> tuple[Any, int]:
+    def _build(self, node: Node, loc: Loc, at_line: int) -> tuple[Any, int]:
+        # `at_line` is where this node is referenced: an alias yields the anchored node itself, so
+        # the node's own mark would name the anchor rather than the alias that crossed the limit.
         key = id(node)
         seen = self.done.get(key)
         if seen is not None:
             # A second visit is an alias: it costs the whole subtree again once expanded by a consumer.
             self.alias_nodes += seen[1]
             if self.alias_nodes > self.max_alias_nodes:
-                raise _LoadError(node.start_mark.line + 1,
+                raise _LoadError(at_line,
                                  f"aliases expand to more than {self.max_alias_nodes} nodes (a YAML bomb?)", loc)
             return seen
         if key in self.active:
-            raise _LoadError(node.start_mark.line + 1, "recursive alias", loc)
+            raise _LoadError(at_line, "recursive alias", loc)
         tag = node.tag
         if isinstance(node, ScalarNode):
             if tag not in _SCALAR_TAGS:
@@ -115,8 +117,13 @@ class _Builder:
                 if tag != _SEQ:
                     raise _LoadError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}", loc)
                 items, size = [], 1
+                line = node.start_mark.line + 1
                 for i, child in enumerate(node.value):
-                    v, n = self._build(child, loc + (i,))
+                    # An alias item is placed after its last fresh sibling (or at the sequence's start).
+                    fresh = id(child) not in self.done
+                    v, n = self._build(child, loc + (i,), child.start_mark.line + 1 if fresh else line)
+                    if fresh:
+                        line = child.end_mark.line + 1
                     items.append(v)
                     size += n
                 result = (items, size)
@@ -139,7 +146,7 @@ class _Builder:
             if knode.tag == _MERGE:
                 sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
                 for src in sources:
-                    v, n = self._build(src, loc)
+                    v, n = self._build(src, loc, knode.start_mark.line + 1)
                     if not isinstance(v, dict):
                         raise _LoadError(src.start_mark.line + 1, "a merge key (<<) needs a mapping", loc)
                     merged.append(v)
@@ -150,7 +157,7 @@ class _Builder:
             k = knode.value
             if k in out:
                 raise _LoadError(knode.start_mark.line + 1, f'duplicate field "{k}"', loc + (k,))
-            v, n = self._build(vnode, loc + (k,))
+            v, n = self._build(vnode, loc + (k,), knode.start_mark.line + 1)
             out[k] = v
             size += n
         for m in merged:  # explicit keys win over merged ones, as YAML's merge key specifies
