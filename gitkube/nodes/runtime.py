@@ -1,0 +1,406 @@
+"""Pods on a node's Docker engine: the kubelet's hands. Observes gitkube's containers with one labelled list
+call, executes the pure planner's actions (sandbox, containers, hooks, graceful kills) and reports status."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+from gitkube.api import Pod, cpu_millis, memory_bytes
+from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
+from gitkube.nodes.fleet import NodeHandle
+from gitkube.nodes.images import PAUSE_IMAGE
+from gitkube.nodes import hooks
+from gitkube.reconcile.containerenv import ServiceInfo, command_line, container_env
+from gitkube.reconcile.podsync import (
+    INFRA,
+    Action,
+    EnsureSandbox,
+    KillContainer,
+    KillPod,
+    ObservedContainer,
+    PodWork,
+    RemoveContainer,
+    StartContainer,
+    container_hash,
+    group,
+    plan_node,
+    pod_status,
+)
+
+log = logging.getLogger(__name__)
+
+L = "io.gitkube."
+MANAGED = f"{L}managed"
+IMAGE_PULL_BACKOFF_MAX = 300.0
+
+
+@dataclass(frozen=True)
+class ClusterContext:
+    """What pods on any node see of the cluster: DNS and the Services of each namespace."""
+
+    dns_server: str | None = None
+    dns_domain: str = "cluster.local"
+    services: dict[str, list[ServiceInfo]] = field(default_factory=dict)  # namespace -> services
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event to store: about a pod (by uid and key) or the node itself."""
+
+    pod_uid: str | None
+    pod_key: str | None
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@dataclass
+class SyncResult:
+    """What one sync pass of a node produced."""
+
+    statuses: dict[str, dict]  # pod uid -> status
+    events: list[EventRecord]
+    observed: list[ObservedContainer]
+    actions: list[Action]
+    api_calls: int
+
+
+def docker_name(*parts: str) -> str:
+    """A valid Docker container name from kubelet-style parts."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", "_".join(parts))
+
+
+class PodRuntime:
+    """One node's pods. Keeps only caches that a fresh instance can rebuild from the node's labels."""
+
+    def __init__(self, handle: NodeHandle):
+        self.h = handle
+        self.api = handle.docker.api
+        self._inspect_cache: dict[tuple[str, str, str], ObservedContainer] = {}
+        self._pull: dict[tuple[str, str], tuple[int, float, str]] = {}  # (uid, c) -> failures, last, message
+        self.waiting: dict[tuple[str, str], tuple[str, str]] = {}
+        self._events: list[EventRecord] = []
+        self._lock = threading.Lock()
+
+    @property
+    def node(self) -> str:
+        return self.h.name
+
+    @property
+    def host_ip(self) -> str:
+        return self.h.config.host
+
+    def event(self, w: PodWork | None, reason: str, message: str, type_: str = "Normal", uid: str | None = None) -> None:
+        with self._lock:
+            self._events.append(EventRecord(w.uid if w else uid, w.key if w else None, reason, message, type_))
+
+    # -- observe --------------------------------------------------------------------------------------
+    def observe(self) -> list[ObservedContainer]:
+        """gitkube's containers on this node: one list call, plus an inspect only for what changed."""
+        raw = self.h.docker.call(self.api.containers, all=True, filters={"label": f"{MANAGED}=true"})
+        out, keep = [], set()
+        for c in raw:
+            # "Status" text ("Up 3 seconds") changes every call; the state word changes only on a transition.
+            key = (c["Id"], c.get("State", ""), "")
+            keep.add(key)
+            o = self._inspect_cache.get(key)
+            if o is None:
+                try:
+                    o = self._from_inspect(self.h.docker.call(self.api.inspect_container, c["Id"]))
+                except NotFound:
+                    continue
+                if o is None:
+                    continue
+                self._inspect_cache[key] = o
+            out.append(o)
+        for k in list(self._inspect_cache):
+            if k not in keep:
+                del self._inspect_cache[k]
+        return out
+
+    @staticmethod
+    def _from_inspect(i: dict) -> ObservedContainer | None:
+        lab = i["Config"].get("Labels") or {}
+        if lab.get(MANAGED) != "true" or f"{L}pod.uid" not in lab:
+            return None
+        st = i["State"]
+        net = i.get("NetworkSettings") or {}
+        ip = net.get("IPAddress") or next((n.get("IPAddress") for n in (net.get("Networks") or {}).values() if n.get("IPAddress")), None)
+        return ObservedContainer(
+            id=i["Id"], pod_uid=lab[f"{L}pod.uid"], container=lab.get(f"{L}container.name", ""),
+            spec_hash=lab.get(f"{L}container.hash", ""), restart_count=int(lab.get(f"{L}container.restartCount", "0")),
+            state=st.get("Status", ""), exit_code=st.get("ExitCode") if st.get("Status") in ("exited", "dead") else None,
+            started_at=st.get("StartedAt"), finished_at=st.get("FinishedAt"), image=i["Config"].get("Image", ""),
+            image_id=f"docker-pullable://{i.get('Image', '')}" if i.get("Image") else "", oom_killed=bool(st.get("OOMKilled")),
+            error=st.get("Error") or "", ip=ip or None,
+        )
+
+    # -- one pass -------------------------------------------------------------------------------------
+    def sync(self, works: list[PodWork], ctx: ClusterContext, now: float | None = None,
+             ready: dict[tuple[str, str], bool] | None = None, execute: bool = True) -> SyncResult:
+        """Observe, plan, act, observe what changed, and compute each pod's status."""
+        calls0 = self.h.docker.calls
+        observed = self.observe()
+        now = now or time.time()
+        actions = plan_node(works, observed, now)
+        if execute and actions:
+            self.execute(actions, {w.uid: w for w in works}, ctx, observed)
+            observed = self.observe()
+        by_pod = group(observed)
+        statuses = {}
+        for w in works:
+            if w.deleting:
+                continue
+            statuses[w.uid] = pod_status(w, by_pod.get(w.uid, {}), time.time(), self.host_ip, ready, self.waiting)
+        with self._lock:
+            events, self._events = self._events, []
+        return SyncResult(statuses, events, observed, actions, self.h.docker.calls - calls0)
+
+    def execute(self, actions: list[Action], works: dict[str, PodWork], ctx: ClusterContext,
+                observed: list[ObservedContainer]) -> None:
+        """Carry out actions: each pod's in order, different pods in parallel."""
+        per_pod: dict[str, list[Action]] = {}
+        for a in actions:
+            per_pod.setdefault(a.pod_uid, []).append(a)
+        by_pod = group(observed)
+
+        def run(uid: str) -> None:
+            seen = by_pod.get(uid, {})
+            infra = (seen.get(INFRA) or [None])[-1]
+            infra_id = infra.id if infra is not None and infra.running else None
+            w = works.get(uid)
+            for a in per_pod[uid]:
+                try:
+                    if isinstance(a, KillPod):
+                        self.kill_pod(uid, seen, w, a.grace, a.reason)
+                    elif isinstance(a, EnsureSandbox):
+                        infra_id = self.ensure_sandbox(w, ctx, a.replace)
+                    elif isinstance(a, KillContainer):
+                        c = next((c for c in w.pod.spec.containers if c.name == a.container), None) if w else None
+                        self.kill_container(w, a.container_id, c, a.grace, a.reason)
+                    elif isinstance(a, RemoveContainer):
+                        self._remove(a.container_id)
+                    elif isinstance(a, StartContainer):
+                        if infra_id is None:
+                            break
+                        self.start_container(w, a, infra_id, ctx)
+                except (APIError, OSError) as e:
+                    log.warning("node %s: %s for pod %s failed: %s", self.node, type(a).__name__, uid, e)
+                    self.event(w, "FailedSync", f"{type(a).__name__}: {e}", "Warning", uid=uid)
+                    break
+
+        with cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"sync-{self.node}") as pool:
+            list(pool.map(run, list(per_pod)))
+
+    # -- sandbox --------------------------------------------------------------------------------------
+    def _labels(self, w: PodWork, container: str, spec_hash: str, restart: int) -> dict[str, str]:
+        m = w.pod.metadata
+        return {MANAGED: "true", f"{L}pod.uid": w.uid, f"{L}pod.namespace": m.namespace or "default",
+                f"{L}pod.name": m.name, f"{L}container.name": container, f"{L}container.hash": spec_hash,
+                f"{L}container.restartCount": str(restart), f"{L}node": self.node}
+
+    def ensure_sandbox(self, w: PodWork, ctx: ClusterContext, replace: str | None) -> str:
+        """Start the pod's infra container (network, IPC, hostname, published host ports) and its volumes."""
+        if replace:
+            self._remove(replace)
+        m, spec = w.pod.metadata, w.pod.spec
+        ns = m.namespace or "default"
+        for v in spec.volumes or ():
+            if v.emptyDir is not None:
+                opts = {"type": "tmpfs", "device": "tmpfs"} if v.emptyDir.medium == "Memory" else {}
+                name = self._volume_name(w.uid, v.name)
+                try:
+                    self.h.docker.call(self.api.inspect_volume, name)
+                except NotFound:
+                    self.h.docker.call(self.api.create_volume, name, driver="local", driver_opts=opts,
+                                       labels={MANAGED: "true", f"{L}pod.uid": w.uid, f"{L}volume.name": v.name})
+        port_bindings, exposed = {}, []
+        for c in spec.containers:
+            for p in c.ports or ():
+                key = f"{p.containerPort}/{p.protocol.lower()}"
+                exposed.append((p.containerPort, p.protocol.lower()))
+                if p.hostPort:
+                    port_bindings[key] = (p.hostIP or "0.0.0.0", p.hostPort)
+        dns_kw = {}
+        if ctx.dns_server and not spec.hostNetwork and spec.dnsPolicy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+            d = ctx.dns_domain
+            dns_kw = {"dns": [ctx.dns_server], "dns_search": [f"{ns}.svc.{d}", f"svc.{d}", d], "dns_opt": ["ndots:5"]}
+        hc = self.api.create_host_config(
+            network_mode="host" if spec.hostNetwork else "bridge",
+            ipc_mode="shareable",
+            port_bindings=port_bindings or None,
+            **dns_kw,
+        )
+        hostname = (spec.hostname or m.name)[:63].rstrip("-.")
+        name = docker_name("k8s", INFRA, m.name, ns, w.uid, "0")
+        try:
+            cid = self.h.docker.call(
+                self.api.create_container, PAUSE_IMAGE, name=name, labels=self._labels(w, INFRA, "", 0),
+                host_config=hc, hostname=None if spec.hostNetwork else hostname,
+                ports=exposed or None, detach=True,
+            )["Id"]
+        except APIError as e:
+            if e.status_code != 409:
+                raise
+            cid = self.h.docker.call(self.api.inspect_container, name)["Id"]  # made by an earlier, interrupted pass
+        self.h.docker.call(self.api.start, cid)
+        return cid
+
+    @staticmethod
+    def _volume_name(uid: str, vol: str) -> str:
+        return docker_name("gk", uid, vol)
+
+    # -- containers -----------------------------------------------------------------------------------
+    def _ensure_image(self, w: PodWork, c) -> bool:
+        """Whether the image is on the node per imagePullPolicy; records ErrImagePull/ImagePullBackOff otherwise."""
+        key = (w.uid, c.name)
+        present = True
+        try:
+            self.h.docker.call(self.api.inspect_image, c.image)
+        except (ImageNotFound, NotFound):
+            present = False
+        policy = c.imagePullPolicy
+        if present and policy != "Always":
+            self.waiting.pop(key, None)
+            return True
+        if policy == "Never":
+            msg = f'Container image "{c.image}" is not present with pull policy of Never'
+            if self.waiting.get(key, ("",))[0] != "ErrImageNeverPull":
+                self.event(w, "ErrImageNeverPull", msg, "Warning")
+            self.waiting[key] = ("ErrImageNeverPull", msg)
+            return False
+        fails, last, msg = self._pull.get(key, (0, 0.0, ""))
+        delay = min(10.0 * (2 ** (fails - 1)), IMAGE_PULL_BACKOFF_MAX) if fails else 0.0
+        if fails and time.time() < last + delay:
+            self.waiting[key] = ("ImagePullBackOff", f'Back-off pulling image "{c.image}"')
+            return False
+        self.event(w, "Pulling", f'Pulling image "{c.image}"')
+        repo, _, tag = c.image.rpartition(":") if ":" in c.image.rsplit("/", 1)[-1] else (c.image, "", "latest")
+        try:
+            self.h.docker.call(self.api.pull, repo, tag=tag)
+            self.h.docker.call(self.api.inspect_image, c.image)
+        except Exception as e:  # noqa: BLE001 - any pull failure is ErrImagePull, as the kubelet reports it
+            msg = f'Failed to pull image "{c.image}": {e}'
+            self._pull[key] = (fails + 1, time.time(), msg)
+            self.event(w, "Failed", msg, "Warning")
+            self.waiting[key] = ("ErrImagePull", msg)
+            return False
+        self._pull.pop(key, None)
+        self.waiting.pop(key, None)
+        self.event(w, "Pulled", f'Successfully pulled image "{c.image}"')
+        return True
+
+    def start_container(self, w: PodWork, a: StartContainer, infra_id: str, ctx: ClusterContext) -> str | None:
+        """Create and start one app container in the pod's namespaces, then run its postStart hook."""
+        c = next(c for c in w.pod.spec.containers if c.name == a.container)
+        if not self._ensure_image(w, c):
+            return None
+        m, spec = w.pod.metadata, w.pod.spec
+        ns = m.namespace or "default"
+        infra = self.h.docker.call(self.api.inspect_container, infra_id)
+        pod_ip = self.host_ip if spec.hostNetwork else (infra.get("NetworkSettings") or {}).get("IPAddress")
+        env = container_env(w.pod, w.uid, c, self.node, pod_ip, self.host_ip, ctx.services.get(ns, []))
+        entrypoint, cmd = command_line(c, dict(env))
+        binds = {}
+        vols = {v.name: v for v in spec.volumes or ()}
+        for vm in c.volumeMounts or ():
+            v = vols.get(vm.name)
+            if v is None:
+                continue
+            src = self._volume_name(w.uid, v.name) if v.emptyDir is not None else v.hostPath.path
+            binds[src] = {"bind": vm.mountPath, "mode": "ro" if vm.readOnly else "rw"}
+        limits = (c.resources.limits if c.resources else None) or {}
+        requests = (c.resources.requests if c.resources else None) or {}
+        kw = {}
+        if "memory" in limits:
+            kw["mem_limit"] = memory_bytes(limits["memory"])
+        if "cpu" in limits:
+            kw["nano_cpus"] = cpu_millis(limits["cpu"]) * 1_000_000
+        if "cpu" in requests:
+            kw["cpu_shares"] = max(2, cpu_millis(requests["cpu"]) * 1024 // 1000)
+        hc = self.api.create_host_config(
+            network_mode=f"container:{infra_id}", ipc_mode=f"container:{infra_id}",
+            pid_mode=f"container:{infra_id}" if spec.shareProcessNamespace else None,
+            binds=binds or None, **kw,
+        )
+        name = docker_name("k8s", c.name, m.name, ns, w.uid, str(a.restart_count))
+        labels = self._labels(w, c.name, container_hash(c), a.restart_count)
+        try:
+            cid = self.h.docker.call(
+                self.api.create_container, c.image, name=name, labels=labels, host_config=hc,
+                entrypoint=entrypoint, command=cmd, environment=[f"{k}={v}" for k, v in env],
+                working_dir=c.workingDir, tty=bool(c.tty), stdin_open=bool(c.stdin), detach=True,
+            )["Id"]
+        except APIError as e:
+            if e.status_code != 409:
+                self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
+                self.waiting[(w.uid, c.name)] = ("CreateContainerError", str(e.explanation or e))
+                return None
+            cid = self.h.docker.call(self.api.inspect_container, name)["Id"]
+        self.event(w, "Created", f"Created container {c.name}")
+        try:
+            self.h.docker.call(self.api.start, cid)
+        except APIError as e:
+            self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
+            return cid
+        self.waiting.pop((w.uid, c.name), None)
+        self.event(w, "Started", f"Started container {c.name}")
+        if c.lifecycle and c.lifecycle.postStart:
+            ok, msg = hooks.run_handler(self.h, cid, c.lifecycle.postStart, pod_ip or self.host_ip, timeout=30)
+            if not ok:
+                self.event(w, "FailedPostStartHook", msg, "Warning")
+                self.kill_container(w, cid, None, 0, "FailedPostStartHook")
+        return cid
+
+    def kill_container(self, w: PodWork | None, cid: str, c, grace: int, reason: str) -> None:
+        """preStop (if any) inside the grace period, then the stop signal, then SIGKILL at expiry."""
+        t0 = time.monotonic()
+        if c is not None and c.lifecycle and c.lifecycle.preStop and grace > 0:
+            pod_ip = self._pod_ip(w)
+            ok, msg = hooks.run_handler(self.h, cid, c.lifecycle.preStop, pod_ip, timeout=grace)
+            if not ok:
+                self.event(w, "FailedPreStopHook", msg, "Warning")
+        remaining = max(0, int(grace - (time.monotonic() - t0)))
+        if w is not None and c is not None:
+            self.event(w, "Killing", f"Stopping container {c.name}" + (f": {reason}" if reason else ""))
+        try:
+            self.h.docker.call(self.api.stop, cid, timeout=remaining)
+        except NotFound:
+            pass
+
+    def _pod_ip(self, w: PodWork | None) -> str:
+        if w is None:
+            return self.host_ip
+        if w.pod.spec.hostNetwork:
+            return self.host_ip
+        return w.last_status.get("podIP") or self.host_ip
+
+    def kill_pod(self, uid: str, seen: dict[str, list[ObservedContainer]], w: PodWork | None, grace: int, reason: str) -> None:
+        """Terminate a pod's app containers in parallel, then remove all its containers and volumes."""
+        spec_by_name = {c.name: c for c in w.pod.spec.containers} if w else {}
+        running = [(name, a[-1]) for name, a in seen.items() if name != INFRA and a[-1].running]
+        with cf.ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+            list(pool.map(lambda x: self.kill_container(w, x[1].id, spec_by_name.get(x[0]), grace, reason), running))
+        for name, attempts in seen.items():
+            for o in attempts:
+                if name != INFRA:
+                    self._remove(o.id)
+        for o in seen.get(INFRA, []):
+            self._remove(o.id)
+        for v in self.h.docker.call(self.api.volumes, filters={"label": f"{L}pod.uid={uid}"}).get("Volumes") or []:
+            try:
+                self.h.docker.call(self.api.remove_volume, v["Name"], force=True)
+            except NotFound:
+                pass
+        if w is None:
+            self.event(None, "Killing", f"removed containers of pod {uid} ({reason})", uid=uid)
+
+    def _remove(self, cid: str) -> None:
+        try:
+            self.h.docker.call(self.api.remove_container, cid, force=True)
+        except NotFound:
+            pass
