@@ -292,6 +292,28 @@ class Store:
                 self._set_rv(conn, rv)
         return self.get(*key)
 
+    def set_fields(self, kind: str, namespace: str, name: str, spec: Mapping | None = None,
+                   metadata: Mapping | None = None) -> bool:
+        """Merges controller-owned fields (a pod's spec.nodeName, ownerReferences) into an object without making
+        them part of what its author wrote: the next revision sync compares only the author's content."""
+        key = object_key({"kind": kind, "metadata": {"namespace": namespace, "name": name}})
+        with self._tx() as conn:
+            row = conn.execute("SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key).fetchone()
+            if row is None:
+                return False
+            body = json.loads(row[0])
+            if spec:
+                body["spec"] = {**(body.get("spec") or {}), **spec}
+            if metadata:
+                body["metadata"] = {**body["metadata"], **metadata}
+                body["metadata"] = {k: v for k, v in body["metadata"].items() if v is not None}
+            rv = self._next_rv_base(conn) + 1
+            body["metadata"]["resourceVersion"] = str(rv)
+            conn.execute("UPDATE objects SET body = ?, resource_version = ?, labels = ? WHERE kind = ? AND namespace = ? AND name = ?",
+                         (_dumps(body), rv, _dumps(body["metadata"].get("labels") or {}), *key))
+            self._set_rv(conn, rv)
+        return True
+
     def update_status(self, kind: str, namespace: str, name: str, status: Mapping) -> dict:
         """Replaces an object's status (not its spec or generation); raises NotFound when absent."""
         key = object_key({"kind": kind, "metadata": {"namespace": namespace, "name": name}})

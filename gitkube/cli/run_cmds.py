@@ -1,0 +1,226 @@
+"""`apply`, `serve`, `logs`, `exec`: the commands that act on the nodes."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from gitkube.cli.common import add_source_args, fail
+
+
+def register(sub) -> None:
+    ap = sub.add_parser(
+        "apply", help="one reconcile pass: revision → store → scheduler/RC → pods on nodes",
+        description="Run one reconcile pass: read the revision (refused whole if invalid: the last good one stays "
+        "applied), sync the state DB, heartbeat the nodes, run the ReplicationController manager and the scheduler, "
+        "and bring every node's containers to the pods bound to it. Objects removed from Git are deleted (their "
+        "pods terminated gracefully). Exit 0 on success, 1 if the revision was refused or --wait failed, 2 on error.")
+    add_source_args(ap)
+    ap.add_argument("--wait", action="store_true", help="keep reconciling until every pod is Running and Ready "
+                    "(or Succeeded), exit non-zero saying which pods are not")
+    ap.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up --wait after S seconds (default 300)")
+    ap.add_argument("--prune", action="store_true", help="also remove gitkube containers on the nodes that belong to no "
+                    "known pod (always done for pods gitkube deleted; this is accepted for kubectl compatibility)")
+    ap.set_defaults(func=cmd_apply)
+
+    sv = sub.add_parser(
+        "serve", help="reconcile continuously: on every commit/push at once, and on a schedule",
+        description="Run the control loop continuously. A commit or `git push` into the watched repository triggers a "
+        "pass within a second (watchdog); APScheduler runs the periodic loops: full resync, node heartbeats, probes. "
+        "A second controller on the same state dir is refused. SIGTERM/SIGINT stop it cleanly. One log line per pass "
+        "says what changed.")
+    add_source_args(sv)
+    sv.add_argument("--resync", type=float, default=10.0, metavar="S", help="full reconcile every S seconds (default 10)")
+    sv.add_argument("--fetch-interval", type=float, default=30.0, metavar="S",
+                    help="when --repo is a remote URL, fetch it every S seconds (default 30)")
+    sv.add_argument("--node-grace", type=float, default=20.0, metavar="S",
+                    help="a node without a heartbeat for S seconds goes NotReady (default 20)")
+    sv.add_argument("--eviction-timeout", type=float, default=30.0, metavar="S",
+                    help="pods of a node NotReady for S seconds are replaced elsewhere (default 30)")
+    sv.set_defaults(func=cmd_serve)
+
+    lg = sub.add_parser("logs", help="print a container's logs", description="Print the logs of a pod's container "
+                        "(read from its node over SSH). Like kubectl logs.")
+    lg.add_argument("pod", help="pod name")
+    lg.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    lg.add_argument("-c", "--container", help="container name (default: the pod's only or first container)")
+    lg.add_argument("-p", "--previous", action="store_true", help="logs of the previous, terminated instance")
+    lg.add_argument("-f", "--follow", action="store_true", help="stream new lines until interrupted")
+    lg.add_argument("--tail", type=int, default=-1, help="only the last N lines (default: all)")
+    lg.add_argument("--inventory", default="inventory.yaml", help="node inventory (default: inventory.yaml)")
+    lg.set_defaults(func=cmd_logs)
+
+    ex = sub.add_parser("exec", help="run a command in a container", description="Run a command in a pod's container "
+                        "(Docker exec over SSH) and print its output; exits with the command's exit code.")
+    ex.add_argument("pod", help="pod name")
+    ex.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+    ex.add_argument("-c", "--container", help="container name (default: the first)")
+    ex.add_argument("--inventory", default="inventory.yaml", help="node inventory (default: inventory.yaml)")
+    ex.add_argument("cmd", nargs="+", help="the command and its arguments, after --")
+    ex.set_defaults(func=cmd_exec)
+
+
+def _source(args):
+    from gitkube.controller import Source
+
+    return Source(args.repo, args.rev, args.path, args.inventory)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _open_controller(args, **kw):
+    from gitkube.controller import Controller
+    from gitkube.store import StoreLocked
+
+    try:
+        return Controller(args.state_dir, _source(args), progress=_say, **kw)
+    except StoreLocked as e:
+        raise SystemExit(fail(f"{e}\nanother gitkube apply/serve is running on this state dir; stop it or use another --state-dir", 2))
+
+
+def _not_settled(ctrl) -> list[str]:
+    """Pods not yet where --wait wants them, with why."""
+    out = []
+    for p in ctrl.store.list("Pod", namespace="*"):
+        m, st = p["metadata"], p.get("status") or {}
+        if m.get("deletionTimestamp"):
+            out.append(f"{m.get('namespace')}/{m['name']}: Terminating")
+            continue
+        phase = st.get("phase") or "Pending"
+        if phase == "Succeeded":
+            continue
+        if phase == "Failed":
+            out.append(f"{m.get('namespace')}/{m['name']}: Failed")
+            continue
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+        if phase != "Running" or not ready:
+            why = [f"{cs['name']}: {next(iter(cs.get('state') or {'?': 0}))} {((cs.get('state') or {}).get('waiting') or {}).get('reason', '')}".strip()
+                   for cs in st.get("containerStatuses") or [] if not cs.get("ready")]
+            sched = next((c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled" and c.get("status") == "False"), None)
+            out.append(f"{m.get('namespace')}/{m['name']}: {phase}" + (f" ({sched.get('message')})" if sched else "")
+                       + (f" [{'; '.join(why)}]" if why else ""))
+    rcs = ctrl.store.list("ReplicationController", namespace="*")
+    for rc in rcs:
+        want = (rc.get("spec") or {}).get("replicas", 1)
+        have = (rc.get("status") or {}).get("readyReplicas") or 0
+        if have < want and not rc["metadata"].get("deletionTimestamp"):
+            out.append(f"rc {rc['metadata'].get('namespace')}/{rc['metadata']['name']}: {have}/{want} ready")
+    return out
+
+
+def cmd_apply(args) -> int:
+    from gitkube.source import SourceError
+
+    ctrl = _open_controller(args)
+    try:
+        try:
+            rep = ctrl.reconcile()
+        except SourceError as e:
+            return fail(str(e), 2)
+        for prob in rep.refused:
+            print(prob, file=sys.stderr)
+        _say(f"apply: {rep.summary()} ({rep.seconds:.2f}s)")
+        if rep.refused:
+            return 1
+        if not args.wait:
+            return 0
+        from gitkube.nodes.probes import ProbeManager
+
+        ctrl.probes = ProbeManager(ctrl.fleet, ctrl.runtimes, on_event=_probe_event(ctrl), wake=lambda: None)
+        deadline = time.monotonic() + args.timeout
+        last = None
+        while True:
+            rep = ctrl.reconcile()
+            pending = _not_settled(ctrl)
+            if not pending:
+                _say("apply: all pods Running and Ready")
+                return 0
+            msg = f"apply: waiting for {len(pending)}: " + "; ".join(pending[:6]) + (" …" if len(pending) > 6 else "")
+            if msg != last:
+                _say(msg)
+                last = msg
+            if any(p.endswith(": Failed") for p in pending):
+                return fail("pods failed: " + "; ".join(p for p in pending if p.endswith(": Failed")), 1)
+            if time.monotonic() > deadline:
+                return fail(f"timed out after {args.timeout:.0f}s; not ready: " + "; ".join(pending), 1)
+            time.sleep(1.0)
+    finally:
+        ctrl.close()
+
+
+def _probe_event(ctrl):
+    def on_event(node, pod_uid, pod_key, reason, message, type_="Normal"):
+        with ctrl.lock:
+            if pod_key:
+                ns, name = pod_key.split("/", 1)
+                involved = {"kind": "Pod", "namespace": ns, "name": name, "uid": pod_uid}
+            else:
+                involved = {"kind": "Node", "namespace": "", "name": node}
+            ctrl.store.record_event(involved, reason, message, type_, host=node)
+    return on_event
+
+
+def cmd_serve(args) -> int:
+    from gitkube.controller.serve import serve
+
+    ctrl = _open_controller(args, grace_period=args.node_grace, eviction_timeout=args.eviction_timeout)
+    try:
+        return serve(ctrl, args, on_event=_probe_event(ctrl))
+    finally:
+        ctrl.close()
+
+
+def _find_pod(args):
+    from gitkube.store import Store
+
+    with Store.open(args.state_dir) as store:
+        pod = store.get("Pod", args.namespace, args.pod)
+    if pod is None:
+        raise SystemExit(fail(f'pods "{args.pod}" not found in namespace {args.namespace}', 1))
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        raise SystemExit(fail(f"pod {args.pod} is not scheduled to a node yet", 1))
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    c = args.container or names[0]
+    if c not in names:
+        raise SystemExit(fail(f"container {c} is not valid for pod {args.pod}: choose one of {names}", 1))
+    return pod, node, c
+
+
+def _node_handle(args, node):
+    from gitkube.nodes.fleet import Fleet
+    from gitkube.nodes.inventory import load_inventory
+
+    nodes = [n for n in load_inventory(args.inventory) if n.name == node]
+    if not nodes:
+        raise SystemExit(fail(f"node {node} is not in {args.inventory}", 2))
+    return Fleet(nodes)[node]
+
+
+def cmd_logs(args) -> int:
+    from gitkube.nodes.podio import container_for, stream_logs
+
+    pod, node, c = _find_pod(args)
+    h = _node_handle(args, node)
+    cid = container_for(h, pod["metadata"]["uid"], c, previous=args.previous)
+    if cid is None:
+        what = "previous terminated container" if args.previous else "container"
+        return fail(f'{what} "{c}" in pod "{args.pod}" not found', 1)
+    for chunk in stream_logs(h, cid, follow=args.follow, tail=args.tail):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_exec(args) -> int:
+    from gitkube.nodes.podio import container_for, exec_stream
+
+    pod, node, c = _find_pod(args)
+    h = _node_handle(args, node)
+    cid = container_for(h, pod["metadata"]["uid"], c, previous=False)
+    if cid is None:
+        return fail(f'container "{c}" in pod "{args.pod}" is not running', 1)
+    return exec_stream(h, cid, args.cmd, sys.stdout.buffer, sys.stderr.buffer)

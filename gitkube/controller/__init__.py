@@ -1,0 +1,414 @@
+"""The control loop's I/O: read the revision, sync the store, heartbeat the nodes, carry out the cluster plan
+and each node's pod-sync plan, and record status and events. Decisions live in gitkube.reconcile."""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from gitkube.api import parse_object, to_k8s
+from gitkube.api.errors import InvalidInput
+from gitkube.nodes.fleet import Fleet, ProbeResult, node_object
+from gitkube.nodes.inventory import NodeConfig, load_inventory
+from gitkube.nodes.runtime import ClusterContext, PodRuntime, SyncResult
+from gitkube.reconcile.cluster import (
+    ClusterPlan,
+    is_deleting,
+    key_of,
+    meta,
+    plan_cluster,
+)
+from gitkube.reconcile.containerenv import ServiceInfo
+from gitkube.reconcile.nodelifecycle import LifecyclePod, NodeCondition, NodeHeartbeat, node_lifecycle
+from gitkube.reconcile.podsync import PodWork, iso, plan_node
+from gitkube.reconcile.scheduler import Scheduler
+from gitkube.source import SourceError, load_revision
+from gitkube.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """Where desired state comes from."""
+
+    repo: str = "."
+    rev: str | None = None
+    path: str = "manifests"
+    inventory: str = "inventory.yaml"
+
+
+@dataclass
+class PassReport:
+    """What one reconcile pass saw and did."""
+
+    sha: str | None = None
+    refused: list = field(default_factory=list)
+    synced: object = None
+    plan: ClusterPlan | None = None
+    node_actions: dict[str, list] = field(default_factory=dict)
+    node_errors: dict[str, str] = field(default_factory=dict)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = []
+        if self.refused:
+            parts.append(f"revision {str(self.sha)[:12]} REFUSED ({len(self.refused)} problem(s)); last good revision stays applied")
+        elif self.synced is not None and getattr(self.synced, "added", None) is not None:
+            s = self.synced
+            if s.added or s.changed or s.removed:
+                parts.append(f"revision {str(self.sha)[:12]}: {len(s.added)} added, {len(s.changed)} changed, {len(s.removed)} removed")
+        if self.plan is not None:
+            p = self.plan
+            for label, n in (("pods created", len(p.create)), ("pods deleted", len(p.delete)), ("bound", len(p.bindings)),
+                             ("unschedulable", len(p.unschedulable))):
+                if n:
+                    parts.append(f"{n} {label}")
+        acts = sum(len(a) for a in self.node_actions.values())
+        if acts:
+            parts.append(f"{acts} node action(s)")
+        for n, e in sorted(self.node_errors.items()):
+            parts.append(f"node {n}: {e}")
+        return "; ".join(parts) or "no changes"
+
+
+class Controller:
+    """One controller per state directory (the store's writer lock); its passes are idempotent."""
+
+    def __init__(self, state_dir: str, source: Source, *, writer: bool = True, progress=None,
+                 grace_period: float = 20.0, eviction_timeout: float = 30.0, probe_timeout: float = 6.0):
+        self.source = source
+        self.store = Store.open(state_dir, writer=writer)
+        self.progress = progress or (lambda m: None)
+        self.grace_period = grace_period
+        self.eviction_timeout = eviction_timeout
+        self.probe_timeout = probe_timeout
+        self.scheduler = Scheduler()
+        self.rng = random.Random()
+        self.fleet: Fleet | None = None
+        self._fleet_key: tuple | None = None
+        self.runtimes: dict[str, PodRuntime] = {}
+        self.probes = None  # a ProbeManager, set by serve/apply --wait when probes run
+        self.services_hook = None  # per-node Services data plane, set when available
+        self.lock = threading.RLock()
+        self.last_readiness: dict = {}
+
+    def close(self) -> None:
+        if self.probes is not None:
+            self.probes.close()
+        if self.fleet is not None:
+            self.fleet.close()
+        self.store.close()
+
+    # -- source and inventory ---------------------------------------------------------------------------
+    def load(self):
+        """The revision (validated) and the inventory nodes it names (from the revision when it holds one)."""
+        rev = load_revision(self.source.repo, self.source.rev, self.source.path, extra_files=(self.source.inventory,))
+        inv_text = (rev.files or {}).get(self.source.inventory)
+        text = inv_text.decode() if isinstance(inv_text, bytes) else inv_text
+        nodes = load_inventory(self.source.inventory, text=text)
+        return rev, nodes
+
+    def _ensure_fleet(self, nodes: list[NodeConfig]) -> Fleet:
+        key = tuple((n.name, n.host, n.port, n.user, n.identity_file, n.host_keys, n.docker_host) for n in nodes)
+        if self.fleet is None or key != self._fleet_key:
+            if self.fleet is not None:
+                self.fleet.close()
+            self.fleet = Fleet(nodes)
+            self._fleet_key = key
+            self.runtimes = {n: PodRuntime(self.fleet[n]) for n in self.fleet.names()}
+        return self.fleet
+
+    # -- nodes ------------------------------------------------------------------------------------------
+    def heartbeat(self, nodes: list[NodeConfig], now: float) -> dict[str, bool]:
+        """Probe every node, update Node objects and heartbeats, evict pods of nodes gone too long."""
+        fleet = self._ensure_fleet(nodes)
+        probes: dict[str, ProbeResult] = fleet.probe(timeout=self.probe_timeout)
+        hbs = self.store.kv_get("heartbeats", {}) or {}
+        prev_conds = {}
+        for n in nodes:
+            h = hbs.get(n.name) or {"registered_at": now}
+            p = probes.get(n.name)
+            h["last_attempt"] = now
+            if p and p.ok:
+                h["last_success"] = now
+                h["last_error"] = None
+            else:
+                h["last_error"] = p.message if p else "not probed"
+                h["runtime_error"] = bool(p and p.reason == "DockerUnavailable")
+            hbs[n.name] = h
+            c = h.get("condition")
+            if c:
+                prev_conds[n.name] = NodeCondition(**c)
+        self.store.kv_set("heartbeats", hbs)
+        heartbeats = [NodeHeartbeat(node=k, last_success=v.get("last_success"), last_attempt=v.get("last_attempt"),
+                                    last_error=v.get("last_error"), runtime_error=bool(v.get("runtime_error")),
+                                    registered_at=v.get("registered_at", now)) for k, v in hbs.items()
+                      if k in {n.name for n in nodes}]
+        pods = self.store.list("Pod", namespace="*")
+        lp = [LifecyclePod(uid=meta(p)["uid"], namespace=key_of(p)[0], name=meta(p)["name"],
+                           node_name=(p.get("spec") or {}).get("nodeName"),
+                           owner_uid=next((r["uid"] for r in meta(p).get("ownerReferences") or [] if r.get("controller")), None),
+                           ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or []),
+                           deleting=is_deleting(p), phase=(p.get("status") or {}).get("phase") or "Pending") for p in pods]
+        decision = node_lifecycle(heartbeats, lp, now, previous=prev_conds, grace_period=self.grace_period,
+                                  eviction_timeout=self.eviction_timeout)
+        ready = {}
+        for n in nodes:
+            cond = decision.conditions.get(n.name)
+            if cond is not None:
+                hbs[n.name]["condition"] = {"status": cond.status, "reason": cond.reason, "message": cond.message,
+                                            "last_heartbeat_time": cond.last_heartbeat_time,
+                                            "last_transition_time": cond.last_transition_time}
+            status = cond.status if cond else ("True" if probes.get(n.name) and probes[n.name].ok else "Unknown")
+            ready[n.name] = status == "True"
+            prev_obj = self.store.get("Node", "", n.name)
+            obj = node_object(n, probes.get(n.name), prev_obj, ready_override=status)
+            rc = obj["status"]["conditions"][0]
+            if cond is not None:
+                rc.update(reason=cond.reason, message=cond.message,
+                          lastTransitionTime=iso(cond.last_transition_time) or rc["lastTransitionTime"])
+                if cond.last_heartbeat_time:
+                    rc["lastHeartbeatTime"] = iso(cond.last_heartbeat_time)
+            if prev_obj is None or prev_obj.get("status") != obj["status"] or prev_obj["metadata"].get("labels") != obj["metadata"]["labels"]:
+                if prev_obj is not None and (prev_obj.get("status") or {}).get("conditions", [{}])[0].get("status") != status:
+                    self.store.record_event({"kind": "Node", "name": n.name, "namespace": ""},
+                                            "NodeReady" if status == "True" else "NodeNotReady",
+                                            f"Node {n.name} status is now: {'NodeReady' if status == 'True' else 'NodeNotReady'} ({rc.get('message', '')})",
+                                            "Normal" if status == "True" else "Warning")
+                self.store.put(obj, origin="controller")
+        self.store.kv_set("heartbeats", hbs)
+        for ev in decision.evict:
+            p = ev.pod
+            if self.store.mark_deleted("Pod", p.namespace, p.name):
+                self.store.record_event({"kind": "Pod", "namespace": p.namespace, "name": p.name, "uid": p.uid},
+                                        ev.event_reason, ev.event_message, "Warning")
+        return ready
+
+    # -- one pass ---------------------------------------------------------------------------------------
+    def reconcile(self, execute: bool = True, now: float | None = None) -> PassReport:
+        """One level-triggered pass: source → store → nodes → controllers → pods on nodes → status."""
+        with self.lock:
+            return self._reconcile(now or time.time())
+
+    def _reconcile(self, now: float) -> PassReport:
+        t0 = time.monotonic()
+        report = PassReport()
+        try:
+            rev, nodes = self.load()
+        except InvalidInput as e:
+            # A bad inventory (or revision file in it) refuses the pass; the last applied state stays.
+            report.refused = e.problems
+            self.store.record_refused("inventory", e.problems)
+            return report
+        report.sha = rev.sha
+        if rev.problems:
+            report.refused = rev.problems
+            if self.store.kv_get("last_refused") != rev.sha:
+                self.store.record_refused(rev.sha, rev.problems)
+                self.store.kv_set("last_refused", rev.sha)
+        else:
+            report.synced = self.store.sync_revision(rev.sha, [to_k8s(o) for o in rev.objects])
+        ready_nodes = self.heartbeat(nodes, now)
+        self._reapply_bindings()
+        plan = self._plan(now)
+        report.plan = plan
+        self._execute_plan(plan)
+        self._purge_finished_deletions()
+        ctx = self._cluster_context()
+        report_results = self._sync_nodes(nodes, ready_nodes, ctx)
+        for name, res in report_results.items():
+            if isinstance(res, Exception):
+                report.node_errors[name] = str(res)
+            else:
+                report.node_actions[name] = res.actions
+                report.api_calls[name] = res.api_calls
+        self._purge_finished_deletions()
+        report.seconds = time.monotonic() - t0
+        return report
+
+    def _plan(self, now: float) -> ClusterPlan:
+        pods = self.store.list("Pod", namespace="*")
+        rcs = self.store.list("ReplicationController", namespace="*")
+        svcs = self.store.list("Service", namespace="*")
+        nodes = self.store.list("Node")
+        inv = set(self.fleet.names()) if self.fleet else set()
+        nodes = [n for n in nodes if meta(n)["name"] in inv]
+        return plan_cluster(pods, rcs, svcs, nodes, now, self.scheduler, self.rng)
+
+    def _reapply_bindings(self) -> None:
+        """Bindings outlive a changed Git spec: the pod stays on its node (the kubelet restarts changed containers)."""
+        binds = self.store.kv_get("bindings", {}) or {}
+        if not binds:
+            return
+        for p in self.store.list("Pod", namespace="*"):
+            uid = meta(p).get("uid")
+            if uid in binds and not (p.get("spec") or {}).get("nodeName"):
+                ns, name = key_of(p)
+                self.store.set_fields("Pod", ns, name, spec={"nodeName": binds[uid]})
+
+    def _execute_plan(self, plan: ClusterPlan) -> None:
+        binds = self.store.kv_get("bindings", {}) or {}
+        for c in plan.create:
+            ns, name = key_of(c.pod)
+            self.store.put(c.pod, origin="controller")
+            self._event(c.pod, "SuccessfulCreate", f"Created pod: {name}", involved_owner=True)
+        for d in plan.delete:
+            if self.store.mark_deleted("Pod", d.namespace, d.name):
+                p = self.store.get("Pod", d.namespace, d.name)
+                if p is not None:
+                    self._event(p, "SuccessfulDelete", f"Deleted pod: {d.name} ({d.reason})", involved_owner=True)
+        for o in plan.owners:
+            self.store.set_fields("Pod", o.namespace, o.name, metadata={"ownerReferences": [o.owner] if o.owner else None})
+        for b in plan.bindings:
+            self.store.set_fields("Pod", b.namespace, b.name, spec={"nodeName": b.node})
+            binds[b.uid] = b.node
+            p = self.store.get("Pod", b.namespace, b.name)
+            st = dict(p.get("status") or {})
+            st["conditions"] = [c for c in st.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": iso(time.time())}]
+            self.store.update_status("Pod", b.namespace, b.name, st)
+            self._event(p, "Scheduled", f"Successfully assigned {b.namespace}/{b.name} to {b.node}")
+        if plan.bindings:
+            self.store.kv_set("bindings", binds)
+        for u in plan.unschedulable:
+            p = self.store.get("Pod", u.namespace, u.name)
+            if p is None:
+                continue
+            st = dict(p.get("status") or {})
+            st["phase"] = "Pending"
+            cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": u.message}
+            old = next((c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+            cond["lastTransitionTime"] = old.get("lastTransitionTime") if old.get("status") == "False" else iso(time.time())
+            st["conditions"] = [c for c in st.get("conditions") or [] if c.get("type") != "PodScheduled"] + [cond]
+            if st != p.get("status"):
+                self.store.update_status("Pod", u.namespace, u.name, st)
+            self._event(p, "FailedScheduling", u.message, "Warning")
+        for (ns, name), st in plan.rc_status.items():
+            rc = self.store.get("ReplicationController", ns, name)
+            if rc is not None and rc.get("status") != st:
+                self.store.update_status("ReplicationController", ns, name, st)
+        for (ns, name), e in plan.endpoints.items():
+            old = self.store.get("Endpoints", ns, name)
+            if old is None or old.get("subsets") != e.get("subsets"):
+                self.store.put(e, origin="controller")
+        # Endpoints of services that are gone go with them.
+        svc_keys = {key_of(s) for s in self.store.list("Service", namespace="*") if not is_deleting(s)}
+        for e in self.store.list("Endpoints", namespace="*"):
+            if key_of(e) not in svc_keys:
+                self.store.delete("Endpoints", *key_of(e))
+
+    def _event(self, obj: dict, reason: str, message: str, type_: str = "Normal", involved_owner: bool = False) -> None:
+        m = meta(obj)
+        target = {"kind": "Pod", "namespace": m.get("namespace") or "default", "name": m["name"], "uid": m.get("uid")}
+        if involved_owner:
+            ref = next((r for r in m.get("ownerReferences") or [] if r.get("controller")), None)
+            if ref:
+                target = {"kind": ref["kind"], "namespace": m.get("namespace") or "default", "name": ref["name"], "uid": ref["uid"]}
+        self.store.record_event(target, reason, message, type_)
+
+    def _purge_finished_deletions(self) -> None:
+        """Deleted RCs and Services go once nothing depends on them; deleted pods once their node has removed them."""
+        pods = self.store.list("Pod", namespace="*")
+        gone_nodes = set(self.fleet.names()) if self.fleet else set()
+        for p in pods:
+            if is_deleting(p):
+                node = (p.get("spec") or {}).get("nodeName")
+                if not node or node not in gone_nodes or meta(p).get("uid") in self._removed_uids:
+                    self.store.delete("Pod", *key_of(p))
+        owners = {r.get("uid") for p in self.store.list("Pod", namespace="*") for r in meta(p).get("ownerReferences") or []}
+        for rc in self.store.list("ReplicationController", namespace="*"):
+            if is_deleting(rc) and meta(rc).get("uid") not in owners:
+                self.store.delete("ReplicationController", *key_of(rc))
+        for s in self.store.list("Service", namespace="*"):
+            if is_deleting(s):
+                self.store.delete("Service", *key_of(s))
+        for n in self.store.list("Namespace"):
+            if is_deleting(n):
+                self.store.delete("Namespace", "", meta(n)["name"])
+
+    _removed_uids: set = set()
+
+    # -- pods on nodes ----------------------------------------------------------------------------------
+    def _cluster_context(self) -> ClusterContext:
+        services: dict[str, list[ServiceInfo]] = {}
+        for s in self.store.list("Service", namespace="*"):
+            spec = s.get("spec") or {}
+            ip = spec.get("clusterIP")
+            if not ip or is_deleting(s):
+                continue
+            services.setdefault(key_of(s)[0], []).append(
+                ServiceInfo(meta(s)["name"], ip, tuple((p.get("name"), p["port"], p.get("protocol", "TCP")) for p in spec.get("ports") or [])))
+        dns = self.store.kv_get("cluster_dns")
+        return ClusterContext(dns_server=dns, services=services)
+
+    def works_by_node(self) -> dict[str, list[PodWork]]:
+        """Pods bound to each node, as the kubelets should run them."""
+        out: dict[str, list[PodWork]] = {}
+        for p in self.store.list("Pod", namespace="*"):
+            node = (p.get("spec") or {}).get("nodeName")
+            if not node:
+                continue
+            body = {k: v for k, v in p.items() if k != "status"}
+            try:
+                model = parse_object(body)
+            except Exception as e:  # noqa: BLE001 - a stored object that no longer validates is skipped, loudly
+                log.warning("pod %s/%s skipped: %s", *key_of(p), e)
+                continue
+            out.setdefault(node, []).append(PodWork(model, meta(p)["uid"], deleting=is_deleting(p), last_status=p.get("status") or {}))
+        return out
+
+    def _sync_nodes(self, nodes: list[NodeConfig], ready: dict[str, bool], ctx: ClusterContext) -> dict[str, SyncResult | Exception]:
+        works = self.works_by_node()
+        readiness = self.probes.readiness() if self.probes is not None else {}
+        names = [n.name for n in nodes if ready.get(n.name)]
+
+        def one(h) -> SyncResult:
+            return self.runtimes[h.name].sync(works.get(h.name, []), ctx, ready=readiness)
+
+        results = self.fleet.map(one, names, timeout=600) if names else {}
+        removed: set[str] = set()
+        for name, res in results.items():
+            if isinstance(res, Exception):
+                log.warning("node %s: sync failed: %s", name, res)
+                continue
+            observed_uids = {o.pod_uid for o in res.observed}
+            for w in works.get(name, []):
+                if w.deleting and w.uid not in observed_uids:
+                    removed.add(w.uid)
+            for w in works.get(name, []):
+                st = res.statuses.get(w.uid)
+                if st is not None and st != w.last_status:
+                    ns = w.pod.metadata.namespace or "default"
+                    try:
+                        self.store.update_status("Pod", ns, w.pod.metadata.name, st)
+                    except Exception:  # noqa: BLE001 - deleted meanwhile
+                        pass
+            by_uid = {w.uid: w for w in works.get(name, [])}
+            for ev in res.events:
+                w = by_uid.get(ev.pod_uid)
+                if w is not None:
+                    ns = w.pod.metadata.namespace or "default"
+                    involved = {"kind": "Pod", "namespace": ns, "name": w.pod.metadata.name, "uid": w.uid}
+                else:
+                    involved = {"kind": "Node", "namespace": "", "name": name}
+                self.store.record_event(involved, ev.reason, ev.message, ev.type, host=name)
+            if self.probes is not None:
+                self.probes.update(name, works.get(name, []), res.observed)
+        self._removed_uids = removed
+        return results
+
+    # -- dry run ----------------------------------------------------------------------------------------
+    def node_plan(self, nodes: list[NodeConfig]) -> dict[str, list]:
+        """What each node's kubelet would do now (observed with one list call per node, nothing changed)."""
+        fleet = self._ensure_fleet(nodes)
+        works = self.works_by_node()
+        now = time.time()
+
+        def one(h):
+            return plan_node(works.get(h.name, []), self.runtimes[h.name].observe(), now)
+
+        return fleet.map(one, timeout=60)

@@ -1,0 +1,275 @@
+"""The control plane's decisions for one pass, pure: from the stored objects (pods, RCs, services, nodes) to
+which pods to create, delete, adopt, release and bind where, RC statuses and Endpoints. `diff` prints this
+plan; `apply` and `serve` carry out the very same plan."""
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+
+from gitkube.api import cpu_millis, memory_bytes
+from gitkube.reconcile import endpoints as ep
+from gitkube.reconcile.podsync import parse_time
+from gitkube.reconcile.rc import RCInfo, RCPod, manage_replication_controller
+from gitkube.reconcile.scheduler import Scheduler
+from gitkube.reconcile.scheduler.types import ContainerRequest, NodeInfo, PodInfo
+
+
+def meta(o: dict) -> dict:
+    return o.get("metadata") or {}
+
+
+def ns_of(o: dict) -> str:
+    return meta(o).get("namespace") or "default"
+
+
+def key_of(o: dict) -> tuple[str, str]:
+    return ns_of(o), meta(o)["name"]
+
+
+def is_deleting(o: dict) -> bool:
+    return bool(meta(o).get("deletionTimestamp"))
+
+
+def pod_ready(p: dict) -> bool:
+    """Whether a stored pod's Ready condition is True."""
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
+
+
+def pod_phase(p: dict) -> str:
+    return (p.get("status") or {}).get("phase") or "Pending"
+
+
+def controller_uid(p: dict) -> str | None:
+    for ref in meta(p).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("uid")
+    return None
+
+
+def node_ready(n: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (n.get("status") or {}).get("conditions") or [])
+
+
+# -- conversions to the controllers' inputs -------------------------------------------------------------
+def node_info(n: dict) -> NodeInfo:
+    """The scheduler's view of a Node object."""
+    alloc = (n.get("status") or {}).get("allocatable") or {}
+    return NodeInfo(
+        name=meta(n)["name"], labels=meta(n).get("labels") or {},
+        cpu_millis=cpu_millis(alloc.get("cpu", "0")), memory_bytes=memory_bytes(alloc.get("memory", "0")),
+        pods=int(alloc.get("pods", 110)), ready=node_ready(n), unschedulable=bool((n.get("spec") or {}).get("unschedulable")),
+    )
+
+
+def pod_info(p: dict, spread_keys: frozenset[str] = frozenset()) -> PodInfo:
+    """The scheduler's view of a pod: parsed requests, host ports, hostPaths, placement constraints."""
+    spec = p.get("spec") or {}
+    containers = []
+    ports = []
+    for c in spec.get("containers") or []:
+        req = (c.get("resources") or {}).get("requests") or {}
+        containers.append(ContainerRequest(cpu_millis(req["cpu"]) if "cpu" in req else None,
+                                           memory_bytes(req["memory"]) if "memory" in req else None))
+        for port in c.get("ports") or []:
+            if port.get("hostPort"):
+                ports.append((port.get("hostIP") or "", port["hostPort"], port.get("protocol", "TCP")))
+    mounts_ro: dict[str, bool] = {}
+    for c in spec.get("containers") or []:
+        for vm in c.get("volumeMounts") or []:
+            mounts_ro[vm["name"]] = mounts_ro.get(vm["name"], True) and bool(vm.get("readOnly"))
+    paths = tuple((v["hostPath"]["path"], mounts_ro.get(v["name"], True)) for v in spec.get("volumes") or [] if v.get("hostPath"))
+    return PodInfo(
+        uid=meta(p).get("uid", ""), namespace=ns_of(p), name=meta(p)["name"], labels=meta(p).get("labels") or {},
+        containers=tuple(containers), host_ports=tuple(ports), host_paths=paths, node_name=spec.get("nodeName"),
+        node_selector=spec.get("nodeSelector") or {}, spread_keys=spread_keys,
+    )
+
+
+def rc_pod(p: dict) -> RCPod:
+    st = p.get("status") or {}
+    ready_cond = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return RCPod(
+        uid=meta(p).get("uid", ""), name=meta(p)["name"], labels=meta(p).get("labels") or {}, owner_uid=controller_uid(p),
+        phase=pod_phase(p), ready=pod_ready(p), node_name=(p.get("spec") or {}).get("nodeName"), deleting=is_deleting(p),
+        creation_time=parse_time(meta(p).get("creationTimestamp")) or 0.0,
+        restart_count=sum(cs.get("restartCount", 0) for cs in st.get("containerStatuses") or []),
+        ready_since=parse_time(ready_cond.get("lastTransitionTime")) if pod_ready(p) else None,
+    )
+
+
+def _selects(selector: dict | None, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# -- the plan -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PodCreate:
+    pod: dict  # complete object, uid assigned
+    reason: str
+
+
+@dataclass(frozen=True)
+class PodDelete:
+    namespace: str
+    name: str
+    uid: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OwnerChange:
+    namespace: str
+    name: str
+    owner: dict | None  # the controller ownerReference to set, None to release
+
+
+@dataclass(frozen=True)
+class Binding:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Unschedulable:
+    namespace: str
+    name: str
+    uid: str
+    message: str
+
+
+@dataclass
+class ClusterPlan:
+    """Everything the control plane decided in one pass; plain data, printed by diff, executed by apply."""
+
+    create: list[PodCreate] = field(default_factory=list)
+    delete: list[PodDelete] = field(default_factory=list)
+    owners: list[OwnerChange] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)
+    unschedulable: list[Unschedulable] = field(default_factory=list)
+    rc_status: dict[tuple[str, str], dict] = field(default_factory=dict)
+    endpoints: dict[tuple[str, str], dict] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.delete or self.owners or self.bindings)
+
+
+def _pod_from_template(rc: dict, name: str, rng: random.Random) -> dict:
+    tmpl = rc["spec"]["template"]
+    m = dict(tmpl.get("metadata") or {})
+    m.pop("name", None)
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {**m, "name": name, "namespace": ns_of(rc), "generateName": f"{meta(rc)['name']}-",
+                     "uid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                     "ownerReferences": [_owner_ref(rc)]},
+        "spec": dict(tmpl["spec"]),
+    }
+
+
+def _owner_ref(rc: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "ReplicationController", "name": meta(rc)["name"], "uid": meta(rc)["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes: list[dict], now: float,
+                 scheduler: Scheduler | None = None, rng: random.Random | None = None) -> ClusterPlan:
+    """One pass of the RC manager, garbage collection, scheduler and endpoints controller over stored objects."""
+    rng = rng or random.Random()
+    scheduler = scheduler or Scheduler()
+    plan = ClusterPlan()
+    pods_by_ns: dict[str, list[dict]] = {}
+    for p in pods:
+        pods_by_ns.setdefault(ns_of(p), []).append(p)
+    rc_by_uid = {meta(r).get("uid"): r for r in rcs}
+
+    # Pods whose controller is gone are deleted with it (cascading deletion, as the garbage collector does).
+    for p in pods:
+        owner = controller_uid(p)
+        if owner and not is_deleting(p):
+            rc = rc_by_uid.get(owner)
+            if rc is None or is_deleting(rc):
+                plan.delete.append(PodDelete(ns_of(p), meta(p)["name"], meta(p).get("uid", ""), "owner deleted"))
+
+    # ReplicationController manager.
+    new_pods: list[dict] = []
+    for rc in rcs:
+        if is_deleting(rc):
+            continue
+        spec = rc.get("spec") or {}
+        info = RCInfo(uid=meta(rc)["uid"], namespace=ns_of(rc), name=meta(rc)["name"], generation=meta(rc).get("generation", 1),
+                      replicas=spec.get("replicas", 1), selector=spec.get("selector") or {},
+                      template_labels=meta(spec.get("template") or {}).get("labels") or {},
+                      min_ready_seconds=spec.get("minReadySeconds") or 0)
+        candidates = [rc_pod(p) for p in pods_by_ns.get(ns_of(rc), [])]
+        d = manage_replication_controller(info, candidates, now, rng=rng)
+        for name in d.create:
+            pod = _pod_from_template(rc, name, rng)
+            new_pods.append(pod)
+            plan.create.append(PodCreate(pod, f"ReplicationController {ns_of(rc)}/{meta(rc)['name']} wants {info.replicas}"))
+        for p in d.delete:
+            plan.delete.append(PodDelete(info.namespace, p.name, p.uid, f"ReplicationController {info.name} scaled to {info.replicas}"))
+        for p in d.adopt:
+            plan.owners.append(OwnerChange(info.namespace, p.name, _owner_ref(rc)))
+        for p in d.release:
+            plan.owners.append(OwnerChange(info.namespace, p.name, None))
+        s = d.status
+        plan.rc_status[(info.namespace, info.name)] = {
+            "replicas": s.replicas, "fullyLabeledReplicas": s.fully_labeled_replicas, "readyReplicas": s.ready_replicas,
+            "availableReplicas": s.available_replicas, "observedGeneration": s.observed_generation,
+        }
+
+    # Scheduler: pending pods without a node, RC pods created this pass included.
+    deleting_uids = {d.uid for d in plan.delete}
+    live = [p for p in pods if not is_deleting(p) and meta(p).get("uid") not in deleting_uids] + new_pods
+    spread: dict[str, frozenset[str]] = {}
+    for p in live:
+        labels = meta(p).get("labels") or {}
+        keys = {f"rc:{ns_of(r)}/{meta(r)['name']}" for r in rcs if ns_of(r) == ns_of(p) and _selects((r.get("spec") or {}).get("selector"), labels)}
+        keys |= {f"svc:{ns_of(s)}/{meta(s)['name']}" for s in services if ns_of(s) == ns_of(p) and _selects((s.get("spec") or {}).get("selector"), labels)}
+        spread[meta(p)["uid"]] = frozenset(keys)
+    node_infos = [node_info(n) for n in nodes]
+    node_names = {n.name for n in node_infos}
+    bound = [pod_info(p, spread[meta(p)["uid"]]) for p in live
+             if (p.get("spec") or {}).get("nodeName") and pod_phase(p) not in ("Succeeded", "Failed")]
+    pending = [p for p in live if not (p.get("spec") or {}).get("nodeName")]
+    pending.sort(key=lambda p: (meta(p).get("creationTimestamp") or "", ns_of(p), meta(p)["name"]))
+    for p, r in zip(pending, scheduler.schedule_all([pod_info(p, spread[meta(p)["uid"]]) for p in pending], node_infos, bound)):
+        if r.node:
+            best = ", ".join(f"{n}={s}" for n, s in r.scores[:3])
+            plan.bindings.append(Binding(ns_of(p), meta(p)["name"], meta(p)["uid"], r.node, f"scores {best}"))
+        else:
+            plan.unschedulable.append(Unschedulable(ns_of(p), meta(p)["name"], meta(p)["uid"], r.message))
+    # A pod bound (in Git) to a node that is not in the inventory cannot run anywhere: say so.
+    for p in live:
+        n = (p.get("spec") or {}).get("nodeName")
+        if n and n not in node_names:
+            plan.unschedulable.append(Unschedulable(ns_of(p), meta(p)["name"], meta(p)["uid"],
+                                                    f"node {n!r} (spec.nodeName) is not in the inventory"))
+
+    # Endpoints controller over the pods as stored (status from the last sync).
+    infos = []
+    for s in services:
+        if is_deleting(s):
+            continue
+        spec = s.get("spec") or {}
+        ports = tuple(ep.ServicePortInfo(port=x["port"], name=x.get("name") or "", protocol=x.get("protocol", "TCP"),
+                                         target_port=x.get("targetPort")) for x in spec.get("ports") or [])
+        infos.append(ep.ServiceInfo(namespace=ns_of(s), name=meta(s)["name"], selector=spec.get("selector"), ports=ports,
+                                    headless=spec.get("clusterIP") == "None"))
+    eps = []
+    for p in pods:
+        st = p.get("status") or {}
+        cports = tuple(ep.ContainerPortInfo(x["containerPort"], x.get("name"), x.get("protocol", "TCP"))
+                       for c in (p.get("spec") or {}).get("containers") or [] for x in c.get("ports") or [])
+        eps.append(ep.EndpointPod(uid=meta(p).get("uid", ""), namespace=ns_of(p), name=meta(p)["name"],
+                                  labels=meta(p).get("labels") or {}, ip=st.get("podIP"),
+                                  node_name=(p.get("spec") or {}).get("nodeName"), ready=pod_ready(p), phase=pod_phase(p),
+                                  deleting=is_deleting(p) or meta(p).get("uid") in deleting_uids, container_ports=cports))
+    for k, e in ep.compute_all_endpoints(infos, eps).items():
+        plan.endpoints[k] = e.as_dict()
+    return plan
