@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import gc
 import json
@@ -10,6 +11,7 @@ import sys
 from typing import Any
 
 from gitkube.cli import printers
+from gitkube.api.errors import InvalidInput
 from gitkube.cli.common import add_source_args, fail
 
 _KINDS_HELP = ("pods (po), replicationcontrollers (rc), services (svc), nodes (no), namespaces (ns), events (ev), "
@@ -52,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"],
                    help="wide: extra columns; json/yaml: Kubernetes-shaped objects (a List for several); "
                         "name: kind/name")
+    p.add_argument("--inventory", default="inventory.yaml", metavar="FILE",
+                   help="for nodes: the inventory whose nodes are probed live over SSH+Docker (default: inventory.yaml)")
+    p.add_argument("--no-probe", action="store_true",
+                   help="for nodes: show what the state DB last recorded instead of probing the nodes now")
     p.set_defaults(func=cmd_get)
 
     p = subparsers.add_parser(
@@ -187,6 +193,20 @@ def _select(args):
     return parse_selector(args.selector)
 
 
+def _live_nodes(inventory: str, store) -> list[dict]:
+    """Node objects from a probe of every inventory node now (bounded in time; unreachable ones NotReady)."""
+    from gitkube.nodes.fleet import Fleet, node_object
+    from gitkube.nodes.inventory import load_inventory
+
+    nodes = load_inventory(inventory)
+    fleet = Fleet(nodes)
+    try:
+        probes = fleet.probe()
+    finally:
+        fleet.close()
+    return [node_object(n, probes.get(n.name), store.get("Node", "", n.name)) for n in nodes]
+
+
 def cmd_get(args) -> int:
     """Prints stored objects as kubectl get does; exit 1 when a named object is missing."""
     try:
@@ -200,6 +220,15 @@ def cmd_get(args) -> int:
             objects = store.events(namespace=ns)
             if selector is not None:
                 objects = [e for e in objects if selector.matches(e["metadata"].get("labels") or {})]
+        elif kind == "Node" and not args.no_probe and os.path.exists(args.inventory):
+            try:
+                objects = _live_nodes(args.inventory, store)
+            except InvalidInput as e:
+                for prob in e.problems:
+                    print(prob, file=sys.stderr)
+                return fail(f"inventory {args.inventory} is invalid; fix it or pass --no-probe", 2)
+            if selector is not None:
+                objects = [o for o in objects if selector.matches(o["metadata"].get("labels") or {})]
         else:
             objects = store.list(kind, namespace=ns, selector=selector)
     rc = 0

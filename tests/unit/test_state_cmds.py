@@ -248,7 +248,7 @@ def test_describe_and_events(env, capsys):
     assert "198.18.0.11" in capsys.readouterr().out
     assert run("describe", "pod", "nope") == 1
     capsys.readouterr()
-    assert run("get", "nodes", "-o", "wide") == 0
+    assert run("get", "nodes", "--no-probe", "-o", "wide") == 0
     nodes = capsys.readouterr().out.splitlines()
     assert nodes[0].split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     assert nodes[1].split()[:2] == ["n1", "Ready"] and "198.18.0.11" in nodes[1]
