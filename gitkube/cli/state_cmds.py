@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "left out, so only real changes show. Nothing is written.",
         epilog="exit status: 0 in sync, 1 differences found, 2 error (unreadable or invalid revision, bad state DB)")
     add_source_args(p)
+    p.add_argument("--objects-only", action="store_true",
+                   help="only compare objects; do not probe the nodes or compute the scheduling/node plan")
     p.set_defaults(func=cmd_diff)
 
     p = subparsers.add_parser(
@@ -152,10 +154,50 @@ def cmd_diff(args) -> int:
                 stored = store.list(origin="git")
         except (sqlite3.Error, RuntimeError) as e:
             return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
-        changes = object_changes([to_k8s(o) for o in rev.objects], stored)
+        desired = [to_k8s(o) for o in rev.objects]
+        changes = object_changes(desired, _without_controller_fields(stored, desired))
     sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
     print(summarise(changes), file=sys.stderr)
-    return 1 if changes else 0
+    node_lines = [] if args.objects_only else _node_plan_lines(args)
+    if node_lines is None:
+        return 2
+    if node_lines:
+        print("# plan: what apply would do now (scheduling and node actions)")
+        print("\n".join(node_lines))
+    return 1 if changes or node_lines else 0
+
+
+def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[dict]:
+    """Stored objects minus what the controller added (a pod's binding, an adopting owner): not Git's changes."""
+    want = {(d.get("kind"), (d.get("metadata") or {}).get("namespace") or "default", d["metadata"].get("name")): d for d in desired}
+    out = []
+    for o in stored:
+        d = want.get((o.get("kind"), o["metadata"].get("namespace") or "default", o["metadata"].get("name")))
+        if o.get("kind") == "Pod" and d is not None:
+            o = dict(o)
+            if "nodeName" not in (d.get("spec") or {}) and "nodeName" in (o.get("spec") or {}):
+                o["spec"] = {k: v for k, v in o["spec"].items() if k != "nodeName"}
+            if "ownerReferences" not in d["metadata"] and "ownerReferences" in o["metadata"]:
+                o["metadata"] = {k: v for k, v in o["metadata"].items() if k != "ownerReferences"}
+        out.append(o)
+    return out
+
+
+def _node_plan_lines(args) -> list[str] | None:
+    """The scheduling and node side of the dry run, from the very code apply runs (on a copy of the state DB)."""
+    from gitkube.controller import Source, dry_run, render_plan
+
+    if not os.path.exists(args.inventory) and not os.path.exists(os.path.join(args.repo, args.inventory)):
+        print(f"note: no inventory ({args.inventory}): objects only, no scheduling or node plan", file=sys.stderr)
+        return []
+    try:
+        plan, node_actions, works = dry_run(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory))
+    except InvalidInput as e:
+        for prob in e.problems:
+            print(prob, file=sys.stderr)
+        fail("the inventory is invalid; fix it, or pass --objects-only to diff the objects alone", 2)
+        return None
+    return render_plan(plan, node_actions, works)
 
 
 # ---- get / describe / events ------------------------------------------------------------------------

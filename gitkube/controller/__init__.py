@@ -412,3 +412,74 @@ class Controller:
             return plan_node(works.get(h.name, []), self.runtimes[h.name].observe(), now)
 
         return fleet.map(one, timeout=60)
+
+
+def dry_run(state_dir: str, source: Source, now: float | None = None):
+    """The plan `apply` would carry out now, computed by the same code on a throwaway copy of the state DB;
+    nodes are only observed (one list call each). Returns (ClusterPlan, {node: [actions] | Exception}, works)."""
+    import os
+    import shutil
+    import sqlite3
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="gitkube-diff-")
+    try:
+        src = os.path.join(state_dir, "state.db")
+        if os.path.exists(src):
+            with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(os.path.join(tmp, "state.db")) as b:
+                a.backup(b)
+        ctrl = Controller(tmp, source, writer=True)
+        try:
+            now = now or time.time()
+            rev, nodes = ctrl.load()
+            if rev.problems:
+                raise InvalidInput(rev.problems, "revision")
+            ctrl.store.sync_revision(rev.sha, [to_k8s(o) for o in rev.objects])
+            ctrl.heartbeat(nodes, now)
+            ctrl._reapply_bindings()
+            plan = ctrl._plan(now)
+            ctrl._execute_plan(plan)  # into the throwaway copy only
+            node_actions = ctrl.node_plan(nodes)
+            works = {w.uid: w for ws in ctrl.works_by_node().values() for w in ws}
+            return plan, node_actions, works
+        finally:
+            ctrl.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def render_plan(plan: ClusterPlan, node_actions: dict, works: dict) -> list[str]:
+    """Human lines for a dry-run plan: pods created/deleted/bound, and what each node would do."""
+    from gitkube.reconcile import podsync as ps
+
+    lines = []
+    for c in plan.create:
+        m = c.pod["metadata"]
+        lines.append(f"+ pod {m['namespace']}/{m['name']} (generated name): {c.reason}")
+    for d in plan.delete:
+        lines.append(f"- pod {d.namespace}/{d.name}: {d.reason}")
+    for o in plan.owners:
+        lines.append(f"~ pod {o.namespace}/{o.name}: " + (f"adopted by {o.owner['kind']} {o.owner['name']}" if o.owner else "released by its controller"))
+    for b in plan.bindings:
+        lines.append(f"> pod {b.namespace}/{b.name} → node {b.node} ({b.why})")
+    for u in plan.unschedulable:
+        lines.append(f"! pod {u.namespace}/{u.name} stays Pending: {u.message}")
+    for node in sorted(node_actions):
+        acts = node_actions[node]
+        if isinstance(acts, Exception):
+            lines.append(f"? node {node}: not observed ({acts})")
+            continue
+        for a in acts:
+            w = works.get(a.pod_uid)
+            pod = w.key if w else f"(unknown pod {a.pod_uid[:8]})"
+            if isinstance(a, ps.EnsureSandbox):
+                lines.append(f"  node {node}: start pod sandbox for {pod}")
+            elif isinstance(a, ps.StartContainer):
+                lines.append(f"  node {node}: start container {pod}:{a.container} (restart #{a.restart_count}, {a.reason})")
+            elif isinstance(a, ps.KillContainer):
+                lines.append(f"  node {node}: kill container {pod}:{a.container} ({a.reason}, grace {a.grace}s)")
+            elif isinstance(a, ps.RemoveContainer):
+                lines.append(f"  node {node}: remove old container {a.container_id[:12]} of {pod}")
+            elif isinstance(a, ps.KillPod):
+                lines.append(f"  node {node}: terminate pod {pod} ({a.reason}, grace {a.grace}s)")
+    return lines
