@@ -139,14 +139,14 @@ def test_validate_unreadable_revision(env, capsys):
 
 def test_diff_exit_codes(env, capsys):
     repo, state, run, sync = env
-    assert run("diff", "--repo", str(repo)) == 1  # empty store: everything is added
+    assert run("diff", "--objects-only", "--repo", str(repo)) == 1  # empty store: everything is added
     out = capsys.readouterr().out
     assert "+++ git@" in out and "Pod/default/hello" in out
     sync()
-    assert run("diff", "--repo", str(repo)) == 0
+    assert run("diff", "--objects-only", "--repo", str(repo)) == 0
     assert capsys.readouterr().out == ""
     commit(repo, {"manifests/guestbook.yaml": GUESTBOOK.replace("replicas: 3", "replicas: 5")})
-    assert run("diff", "--repo", str(repo)) == 1
+    assert run("diff", "--objects-only", "--repo", str(repo)) == 1
     out = capsys.readouterr().out
     assert "-  replicas: 3\n+  replicas: 5\n" in out
     assert "--- live/Pod/default/hello\n+++ /dev/null\n" in out  # hello.yaml gone
@@ -156,7 +156,7 @@ def test_diff_exit_codes(env, capsys):
         ["-  replicas: 3", "+  replicas: 5"]
     assert "uid:" not in out and "resourceVersion" not in out and "status:" not in out
     commit(repo, {"manifests/bad.yaml": BAD})
-    assert run("diff", "--repo", str(repo)) == 2
+    assert run("diff", "--objects-only", "--repo", str(repo)) == 2
 
 
 def test_invalid_revision_refused_changes_nothing(env, tmp_path):
