@@ -179,6 +179,17 @@ def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[
                 o["spec"] = {k: v for k, v in o["spec"].items() if k != "nodeName"}
             if "ownerReferences" not in d["metadata"] and "ownerReferences" in o["metadata"]:
                 o["metadata"] = {k: v for k, v in o["metadata"].items() if k != "ownerReferences"}
+        elif o.get("kind") == "Service" and d is not None:
+            # Allocated ClusterIP and NodePorts are the controller's, unless Git asked for them.
+            o, dspec = dict(o), d.get("spec") or {}
+            spec = dict(o.get("spec") or {})
+            if "clusterIP" not in dspec:
+                spec.pop("clusterIP", None)
+            dports = {p.get("port"): p for p in dspec.get("ports") or []}
+            if "ports" in spec:
+                spec["ports"] = [({k: v for k, v in p.items() if k != "nodePort"} if "nodePort" not in dports.get(p.get("port"), {}) else p)
+                                 for p in spec.get("ports") or []]
+            o["spec"] = spec
         out.append(o)
     return out
 

@@ -218,8 +218,11 @@ class Controller:
         report.plan = plan
         self._execute_plan(plan)
         self._purge_finished_deletions()
-        ctx = self._cluster_context()
+        dataplane = self._services(plan)
+        ctx = self._cluster_context(dataplane)
         report_results = self._sync_nodes(nodes, ready_nodes, ctx)
+        if dataplane is not None:
+            self._sync_services(nodes, ready_nodes, dataplane, report)
         for name, res in report_results.items():
             if isinstance(res, Exception):
                 report.node_errors[name] = str(res)
@@ -332,8 +335,62 @@ class Controller:
 
     _removed_uids: set = set()
 
+    # -- services ---------------------------------------------------------------------------------------
+    def _services(self, plan: ClusterPlan):
+        """ClusterIPs and NodePorts (stable, recorded on the Services), the proxy config and DNS hosts for every node."""
+        from gitkube.reconcile.services import Allocation, plan_dataplane
+
+        svcs = [s for s in self.store.list("Service", namespace="*") if not is_deleting(s)]
+        prev = self.store.kv_get("service_alloc")
+        if not svcs and not prev:
+            return None  # no Services, ever: no proxy or DNS containers on the nodes
+        models = []
+        for s in svcs:
+            try:
+                models.append(parse_object({k: v for k, v in s.items() if k != "status"}))
+            except Exception as e:  # noqa: BLE001
+                log.warning("service %s/%s skipped: %s", *key_of(s), e)
+        prev_alloc = Allocation(prev["cluster_ips"], prev["node_ports"]) if prev else None
+        dp = plan_dataplane(models, plan.endpoint_objects, prev_alloc)
+        self.store.kv_set("service_alloc", {"cluster_ips": dp.allocation.cluster_ips, "node_ports": dp.allocation.node_ports})
+        for s in svcs:
+            ns, name = key_of(s)
+            k = f"{ns}/{name}"
+            errs = dp.allocation.errors.get(k)
+            if errs:
+                for msg in errs:
+                    self.store.record_event({"kind": "Service", "namespace": ns, "name": name, "uid": meta(s).get("uid")},
+                                            "FailedToAllocate", msg, "Warning")
+                continue
+            spec = s.get("spec") or {}
+            ip = dp.allocation.cluster_ips.get(k)
+            ports = []
+            for p in spec.get("ports") or []:
+                np = dp.allocation.node_ports.get(f"{k}:{p['port']}/{p.get('protocol', 'TCP')}")
+                ports.append({**p, "nodePort": np} if np else p)
+            if spec.get("clusterIP") != ip or spec.get("ports") != ports:
+                self.store.set_fields("Service", ns, name, spec={"clusterIP": ip, "ports": ports})
+        return dp
+
+    def _sync_services(self, nodes: list[NodeConfig], ready: dict[str, bool], dp, report: PassReport) -> None:
+        from gitkube.nodes.proxy import sync_services
+
+        names = [n.name for n in nodes if ready.get(n.name)]
+
+        def one(h):
+            return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip)
+
+        for name, res in (self.fleet.map(one, names, timeout=300) if names else {}).items():
+            if isinstance(res, Exception):
+                report.node_errors[name] = f"services: {res}"
+                log.warning("node %s: services data plane: %s", name, res)
+            elif res:
+                log.info("node %s: services data plane changed: %s", name, ", ".join(sorted(res)))
+
     # -- pods on nodes ----------------------------------------------------------------------------------
-    def _cluster_context(self) -> ClusterContext:
+    def _cluster_context(self, dp=None) -> ClusterContext:
+        if dp is not None:
+            return ClusterContext(dns_server=dp.dns_ip, services=dp.env)
         services: dict[str, list[ServiceInfo]] = {}
         for s in self.store.list("Service", namespace="*"):
             spec = s.get("spec") or {}

@@ -152,6 +152,7 @@ class ClusterPlan:
     unschedulable: list[Unschedulable] = field(default_factory=list)
     rc_status: dict[tuple[str, str], dict] = field(default_factory=dict)
     endpoints: dict[tuple[str, str], dict] = field(default_factory=dict)
+    endpoint_objects: dict = field(default_factory=dict)  # (ns, name) -> reconcile.endpoints.Endpoints
 
     @property
     def empty(self) -> bool:
@@ -272,4 +273,5 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
                                   deleting=is_deleting(p) or meta(p).get("uid") in deleting_uids, container_ports=cports))
     for k, e in ep.compute_all_endpoints(infos, eps).items():
         plan.endpoints[k] = e.as_dict()
+        plan.endpoint_objects[k] = e
     return plan
