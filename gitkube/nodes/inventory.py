@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -11,20 +10,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gitkube.api.errors import InvalidInput, Problem
+from gitkube.api.names import dns1123_label, label_value, qualified_name
 from gitkube.nodes.ssh import SSHTarget, parse_pinned, read_known_hosts
-
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
 
 def _check_labels(v: dict[str, str]) -> dict[str, str]:
     for k, val in v.items():
-        prefix, _, name = k.rpartition("/")
-        if not name or len(name) > 63 or not LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix))):
-            raise ValueError(f"invalid label key {k!r}: a name of at most 63 characters of [A-Za-z0-9-_.], optionally prefixed by a DNS subdomain and '/'")
-        if not isinstance(val, str) or len(val) > 63 or not LABEL_NAME.match(val):
-            raise ValueError(f"invalid label value {val!r} for {k!r}: at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric")
+        why = qualified_name(k)
+        if why:
+            raise ValueError(f"invalid label key {k!r}: {'; '.join(why)}")
+        why = label_value(val) if isinstance(val, str) else ["must be a string"]
+        if why:
+            raise ValueError(f"invalid label value {val!r} for {k!r}: {'; '.join(why)}")
     return v
 
 
@@ -76,7 +72,7 @@ class NodeEntry(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if len(v) > 63 or not DNS1123_LABEL.match(v):
+        if dns1123_label(v):
             raise ValueError(f"{v!r} is not a DNS-1123 label (lower-case alphanumerics and '-', at most 63 characters)")
         return v
 
