@@ -298,7 +298,7 @@ def _backends(ep: Endpoints | None, port: ProxyPort) -> list[tuple[str, int]]:
 HAPROXY_HEADER = """\
 # Written by gitkube from the Services and their ready Endpoints: do not edit, it is replaced on every change.
 global
-    maxconn 20000
+    maxconn 4096
     hard-stop-after 15m
 
 defaults
@@ -324,7 +324,7 @@ def render_haproxy(services: Iterable[ProxyService], endpoints: Mapping[tuple[st
                 continue
             # DNS labels hold no dots, so namespace.name.port names are unique.
             base = f"{s.namespace}.{s.name}.{p.port}"
-            out.append(f"\nfrontend fe.{base}\n    bind {s.cluster_ip}:{p.port} freebind\n    default_backend be.{base}\n")
+            out.append(f"\nfrontend fe.{base}\n    bind {s.cluster_ip}:{p.port}\n    default_backend be.{base}\n")
             if p.node_port:
                 out.append(f"\nfrontend np.{base}\n    bind *:{p.node_port}\n    default_backend be.{base}\n")
             out.append(f"\nbackend be.{base}\n    balance {'source' if s.session_affinity == 'ClientIP' else 'roundrobin'}\n")

@@ -135,14 +135,14 @@ def test_haproxy_config_has_frontends_nodeport_and_only_ready_servers():
     db_ip, web_ip = alloc.cluster_ips["default/db"], alloc.cluster_ips["default/web"]
     assert "mode tcp" in cfg
     web = cfg[cfg.index("frontend fe.default.web.80"):]
-    assert web.startswith(f"frontend fe.default.web.80\n    bind {web_ip}:80 freebind\n    default_backend be.default.web.80\n")
+    assert web.startswith(f"frontend fe.default.web.80\n    bind {web_ip}:80\n    default_backend be.default.web.80\n")
     assert "frontend np.default.web.80\n    bind *:30001\n    default_backend be.default.web.80\n" in cfg
     be = cfg[cfg.index("\nbackend be.default.web.80") + 1:]
     assert be.splitlines()[1:4] == ["    balance roundrobin", "    server 198.18.111.5:8080 198.18.111.5:8080",
                                     "    server 198.18.112.3:8080 198.18.112.3:8080"]
     assert "198.18.113.9" not in cfg  # not ready: no traffic
     # db has no endpoints: frontend bound, backend empty (connections refused), no NodePort frontend.
-    assert f"bind {db_ip}:6379 freebind" in cfg and "np.default.db" not in cfg
+    assert f"bind {db_ip}:6379\n" in cfg and "np.default.db" not in cfg
     assert cfg.index("fe.default.db.6379") < cfg.index("fe.default.web.80")  # sorted by namespace/name
 
 

@@ -1,0 +1,230 @@
+"""The project's own images, built on the controller from Debian's packages (no registry): the node proxy
+(HAProxy), the cluster DNS (dnsmasq), and the Guestbook's redis and frontend. Each is a deterministic
+`docker save` archive (same host files, same image ID), so shipping skips nodes that already have it."""
+from __future__ import annotations
+
+import os
+import shutil
+
+from gitkube.nodes.images import ImageArchive, ImageBuildError, RootFS, build_archive, busybox_image, busybox_rootfs, pause_image
+
+HAPROXY_IMAGE = "gitkube/haproxy:2"
+DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
+REDIS_IMAGE = "gitkube/redis:7"
+FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
+
+# program -> the Debian package that ships it
+PACKAGES = {
+    "haproxy": "haproxy",
+    "dnsmasq": "dnsmasq-base",
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+}
+
+# Until the first sync writes the real one: a valid configuration that serves nothing.
+HAPROXY_EMPTY_CFG = b"""\
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 3s
+    timeout client 1h
+    timeout server 1h
+"""
+
+
+def program(name: str) -> str:
+    """The controller's path of a program an image is built from; says which Debian package to install if missing."""
+    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None)
+    if not path:
+        raise ImageBuildError(f"{name} is not installed on the controller; install it with: apt-get install -y {PACKAGES[name]}")
+    return path
+
+
+def _with(fs: RootFS, *programs: str) -> RootFS:
+    for prog in programs:
+        fs.add_binary_with_libs(program(prog))
+    return fs
+
+
+def haproxy_image() -> ImageArchive:
+    """`gitkube/haproxy:2`: Debian's haproxy in master-worker mode, reloaded by SIGUSR2 to its PID 1."""
+    fs = _with(busybox_rootfs(), "haproxy")
+    fs.add_file("etc/haproxy/haproxy.cfg", HAPROXY_EMPTY_CFG)
+    fs.add_dir("run/haproxy")
+    return build_archive(HAPROXY_IMAGE, fs, {
+        "Entrypoint": [program("haproxy"), "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg"],
+        "StopSignal": "SIGUSR1",  # soft stop: let established connections finish within the grace period
+        "Labels": {"io.gitkube.image": "haproxy"},
+    })
+
+
+def dnsmasq_image() -> ImageArchive:
+    """`gitkube/dnsmasq:2`: Debian's dnsmasq; the command line (addresses, hosts file) is given at run time."""
+    fs = _with(busybox_rootfs(), "dnsmasq")
+    fs.add_file("etc/gk/hosts", b"")
+    fs.add_dir("var/lib/misc")
+    return build_archive(DNSMASQ_IMAGE, fs, {
+        "Entrypoint": [program("dnsmasq"), "-k"],
+        "Labels": {"io.gitkube.image": "dnsmasq"},
+    })
+
+
+# The redis image's entrypoint. Arguments go to redis-server as given (`--replicaof redis-master 6379`);
+# REDIS_REPLICAOF="HOST PORT" makes a replica without arguments; with GET_HOSTS_FROM=env the master's host is
+# REDIS_MASTER_SERVICE_HOST, as the seed's redis-slave image does.
+REDIS_ENTRYPOINT = b"""\
+#!/bin/sh
+set -e
+if [ "$#" -eq 0 ] && [ -n "$REDIS_REPLICAOF" ]; then
+  set -- --replicaof $REDIS_REPLICAOF
+fi
+if [ "${GET_HOSTS_FROM:-dns}" = env ] && [ -n "$REDIS_MASTER_SERVICE_HOST" ]; then
+  n=$#; prev=""
+  while [ "$n" -gt 0 ]; do
+    orig=$1; shift; n=$((n - 1)); a=$orig
+    case "$prev" in --replicaof|--slaveof) a=$REDIS_MASTER_SERVICE_HOST ;; esac
+    set -- "$@" "$a"; prev=$orig
+  done
+fi
+exec /usr/bin/redis-server --protected-mode no --bind 0.0.0.0 --port 6379 --dir /data --save "" "$@"
+"""
+
+
+def redis_image() -> ImageArchive:
+    """`gitkube/redis:7`: Debian's redis-server and redis-cli; a master, or a replica given `--replicaof`."""
+    fs = _with(busybox_rootfs(), "redis-server", "redis-cli")
+    if program("redis-server") != "/usr/bin/redis-server":
+        fs.add_host_file(program("redis-server"), "usr/bin/redis-server")
+    fs.add_file("usr/local/bin/redis-entrypoint", REDIS_ENTRYPOINT, 0o755)
+    fs.add_dir("data", 0o777)
+    return build_archive(REDIS_IMAGE, fs, {
+        "Entrypoint": ["/usr/local/bin/redis-entrypoint"],
+        "ExposedPorts": {"6379/tcp": {}},
+        "WorkingDir": "/data",
+        "Labels": {"io.gitkube.image": "redis"},
+    })
+
+
+# The Guestbook's server side, as the seed's guestbook.php: `?cmd=set&key=K&value=V` SETs on the master,
+# `?cmd=get&key=K` reads from a replica; hosts by DNS names, or the Services' env vars with GET_HOSTS_FROM=env.
+GUESTBOOK_CGI = b"""\
+#!/bin/sh
+param() {
+  printf '%s' "&$QUERY_STRING" | tr '&' '\\n' | sed -n "s/^$1=//p" | head -n 1
+}
+json() { sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' | tr -d '\\n\\r'; }
+master=redis-master slave=redis-slave
+if [ "${GET_HOSTS_FROM:-dns}" = env ]; then
+  master=${REDIS_MASTER_SERVICE_HOST:-$master}
+  slave=${REDIS_SLAVE_SERVICE_HOST:-$slave}
+fi
+cmd=$(param cmd)
+key=$(httpd -d "$(param key | tr '+' ' ')")
+printf 'Content-Type: application/json\\r\\n\\r\\n'
+case "$cmd" in
+  set)
+    value=$(httpd -d "$(param value | tr '+' ' ')")
+    if out=$(redis-cli -h "$master" -p 6379 SET "$key" "$value" 2>&1) && [ "$out" = OK ]; then
+      echo '{"message": "Updated"}'
+    else
+      printf '{"error": "%s"}\\n' "$(printf '%s' "$out" | json)"
+    fi ;;
+  get)
+    if out=$(redis-cli -h "$slave" -p 6379 --raw GET "$key" 2>&1); then
+      printf '{"data": "%s"}\\n' "$(printf '%s' "$out" | json)"
+    else
+      printf '{"error": "%s"}\\n' "$(printf '%s' "$out" | json)"
+    fi ;;
+  *)
+    printf '{"hosts": {"master": "%s", "slave": "%s"}, "host": "%s"}\\n' "$master" "$slave" "$(hostname)" ;;
+esac
+"""
+
+GUESTBOOK_HTML = b"""\
+<!doctype html>
+<html><head><meta charset="utf-8"><title>Guestbook</title></head>
+<body>
+<h1>Guestbook</h1>
+<form id="f"><input id="entry" autocomplete="off" placeholder="Messages"> <button>Submit</button></form>
+<ul id="list"></ul>
+<script>
+const list = document.getElementById('list');
+let entries = [];
+function show(data) {
+  entries = data ? data.split(',') : [];
+  list.innerHTML = '';
+  for (const e of entries) { const li = document.createElement('li'); li.textContent = e; list.appendChild(li); }
+}
+async function load() {
+  const r = await fetch('guestbook.php?cmd=get&key=messages');
+  show((await r.json()).data || '');
+}
+document.getElementById('f').onsubmit = async (ev) => {
+  ev.preventDefault();
+  const v = document.getElementById('entry').value.replace(/,/g, ' ');
+  if (!v) return;
+  const all = entries.concat([v]).join(',');
+  await fetch('guestbook.php?cmd=set&key=messages&value=' + encodeURIComponent(all));
+  document.getElementById('entry').value = '';
+  show(all);
+};
+load(); setInterval(load, 2000);
+</script>
+</body></html>
+"""
+
+
+def guestbook_frontend_image() -> ImageArchive:
+    """`gitkube/guestbook-frontend:v1`: busybox httpd serving the page and a shell CGI that talks to redis."""
+    fs = _with(busybox_rootfs(), "redis-cli")
+    if program("redis-cli") != "/usr/bin/redis-cli":
+        fs.add_host_file(program("redis-cli"), "usr/bin/redis-cli")
+    fs.add_file("var/www/index.html", GUESTBOOK_HTML)
+    fs.add_file("var/www/guestbook.php", GUESTBOOK_CGI, 0o755)
+    fs.add_file("etc/httpd.conf", b"*.php:/bin/sh\n")
+    return build_archive(FRONTEND_IMAGE, fs, {
+        "Entrypoint": ["/bin/httpd", "-f", "-p", "80", "-h", "/var/www", "-c", "/etc/httpd.conf"],
+        "ExposedPorts": {"80/tcp": {}},
+        "Labels": {"io.gitkube.image": "guestbook-frontend"},
+    })
+
+
+# name (as `gitkube images build NAME` takes it) -> builder; the refs are what manifests use.
+BUILDERS = {
+    "busybox": busybox_image,
+    "pause": pause_image,
+    "haproxy": haproxy_image,
+    "dnsmasq": dnsmasq_image,
+    "redis": redis_image,
+    "guestbook-frontend": guestbook_frontend_image,
+}
+REFS = {
+    "busybox": "gitkube/busybox:latest",
+    "pause": "gitkube/pause:3",
+    "haproxy": HAPROXY_IMAGE,
+    "dnsmasq": DNSMASQ_IMAGE,
+    "redis": REDIS_IMAGE,
+    "guestbook-frontend": FRONTEND_IMAGE,
+}
+SYSTEM_IMAGES = ("haproxy", "dnsmasq")  # what every node needs for Services
+
+
+def builtin_name(ref_or_name: str) -> str | None:
+    """The builder name for `haproxy` or `gitkube/haproxy:2` (None when it is not one of the project's images)."""
+    if ref_or_name in BUILDERS:
+        return ref_or_name
+    for name, ref in REFS.items():
+        if ref == ref_or_name or ref.split(":")[0] == ref_or_name:
+            return name
+    return None
+
+
+_cache: dict[str, ImageArchive] = {}
+
+
+def build(name: str) -> ImageArchive:
+    """One project image by builder name, built once per process."""
+    if name not in _cache:
+        _cache[name] = BUILDERS[name]()
+    return _cache[name]

@@ -1,0 +1,276 @@
+"""Services on a node: the ClusterIPs bound on `lo`, HAProxy answering them (and NodePorts), dnsmasq answering
+the Services' names. Called by the controller every pass with the texts `gitkube.reconcile.services` renders;
+an unchanged pass costs one Docker list call per node.
+
+Both daemons run in long-lived host-network containers labelled `io.gitkube.managed=true` and
+`io.gitkube.role=proxy|dns` (never `io.gitkube.pod.uid`: they are not pods). Files are written with the Docker
+API's put_archive; HAProxy reloads by SIGUSR2 to its master (established connections finish on the old
+worker), dnsmasq re-reads its hosts file on SIGHUP.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import ipaddress
+import logging
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from gitkube.nodes import appimages
+from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
+from gitkube.nodes.fleet import NodeHandle
+from gitkube.nodes.images import MANAGED_LABEL, ImageArchive
+from gitkube.nodes.netprep import ROLE_LABEL, sync_lo_addresses
+
+log = logging.getLogger(__name__)
+
+HASH_LABEL = "io.gitkube.system.hash"
+PROXY_NAME = "gitkube-proxy"
+DNS_NAME = "gitkube-dns"
+HAPROXY_DIR = "/etc/haproxy"
+HAPROXY_CFG = f"{HAPROXY_DIR}/haproxy.cfg"
+HOSTS_DIR = "/etc/gk"
+HOSTS_FILE = f"{HOSTS_DIR}/hosts"
+# How often the addresses on lo are checked even when nothing seems to have changed (someone may have removed them).
+LO_RECHECK_SECONDS = 600.0
+
+
+class ProxyError(Exception):
+    """The node's proxy or DNS could not be brought to the desired state; says why."""
+
+
+@dataclass
+class _NodeCache:
+    """What this process last wrote to a node, so an unchanged pass needs no more than the list call."""
+
+    addresses: tuple[str, ...] | None = None
+    addresses_at: float = 0.0
+    files: dict[tuple[str, str], str] = field(default_factory=dict)  # (container id, path) -> sha256
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_caches: "weakref.WeakKeyDictionary[object, _NodeCache]" = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _cache(h: NodeHandle) -> _NodeCache:
+    with _caches_lock:  # keyed by the node's Docker connection: a new Fleet starts from a clean belief
+        c = _caches.get(h.docker)
+        if c is None:
+            c = _caches[h.docker] = _NodeCache()
+        return c
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _tar_one(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mode, ti.mtime = len(data), 0o644, int(time.time())
+        tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _read_file(h: NodeHandle, cid: str, path: str) -> bytes | None:
+    try:
+        stream, _ = h.docker.call(h.docker.api.get_archive, cid, path)
+        raw = b"".join(stream)
+    except (NotFound, APIError):
+        return None
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        m = tf.next()
+        f = tf.extractfile(m) if m else None
+        return f.read() if f else None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    role: str
+    name: str
+    archive: ImageArchive
+    command: list[str] | None
+    restart: str
+
+    @property
+    def hash(self) -> str:
+        return _sha(repr((self.archive.image_id, self.command, self.restart)))[:16]
+
+
+def _specs(dns_ip: str) -> dict[str, _Spec]:
+    dns_cmd = ["--no-resolv", "--no-hosts", f"--addn-hosts={HOSTS_FILE}", f"--listen-address={dns_ip}",
+               "--bind-interfaces", "--user=root", "--local=/cluster.local/",
+               # No upstream: every other name is answered here too, so `web.default`'s AAAA query gets an
+               # empty answer and unknown names NXDOMAIN, never REFUSED (which resolvers treat as an error).
+               "--local=/#/", "--pid-file="]
+    return {
+        # HAProxy binds its ClusterIPs with freebind, so it may start before the addresses exist: restart it
+        # with the engine so NodePorts answer as soon as a rebooted node is up.
+        "proxy": _Spec("proxy", PROXY_NAME, appimages.build("haproxy"), None, "unless-stopped"),
+        # dnsmasq cannot bind before its address is on lo: no restart policy, so a rebooted node shows it
+        # exited and the next pass binds the addresses first (this is also how a lost lo is noticed).
+        "dns": _Spec("dns", DNS_NAME, appimages.build("dnsmasq"), dns_cmd, "no"),
+    }
+
+
+def _ensure_image(h: NodeHandle, a: ImageArchive) -> None:
+    for chunk in h.docker.call(h.docker.api.load_image, a.data):
+        if isinstance(chunk, dict) and chunk.get("error"):
+            raise ProxyError(f"node {h.name}: loading {a.ref} failed: {chunk['error']}")
+
+
+def _create(h: NodeHandle, s: _Spec) -> str:
+    """Create the container (loading its image if the node lacks it), not started."""
+    api, call = h.docker.api, h.docker.call
+    kw = dict(image=s.archive.ref, name=s.name, command=s.command, detach=True,
+              labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash},
+              host_config=api.create_host_config(network_mode="host", restart_policy={"Name": s.restart},
+                                                 log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}))
+    try:
+        cid = call(api.create_container, **kw)["Id"]
+    except ImageNotFound:
+        _ensure_image(h, s.archive)
+        cid = call(api.create_container, **kw)["Id"]
+    return cid
+
+
+def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, dns_hosts: str,
+                  dns_ip: str) -> dict:
+    """Bring one node's service addresses, proxy and DNS to the given state; returns what changed (empty: nothing)."""
+    h = handle
+    api, call = h.docker.api, h.docker.call
+    cache = _cache(h)
+    check_haproxy_config(haproxy_cfg)
+    specs = _specs(dns_ip)
+    changed: dict = {}
+    want_addrs = tuple(sorted({str(ipaddress.IPv4Address(a)) for a in [*cluster_ips, dns_ip]}, key=ipaddress.IPv4Address))
+    with cache.lock:
+        listed = call(api.containers, all=True, filters={"label": [f"{MANAGED_LABEL}=true", ROLE_LABEL]})
+        by_role: dict[str, list[dict]] = {}
+        for c in listed:
+            by_role.setdefault((c.get("Labels") or {}).get(ROLE_LABEL, ""), []).append(c)
+        # Leftover one-shot tool containers (a pass killed mid-way) are removed.
+        for c in by_role.pop("netprep", []):
+            if c.get("State") != "running":
+                try:
+                    call(api.remove_container, c["Id"], force=True)
+                except (NotFound, APIError):
+                    pass
+
+        current: dict[str, dict | None] = {}
+        for role, s in specs.items():
+            mine = [c for c in by_role.get(role, []) if (c.get("Labels") or {}).get(HASH_LABEL) == s.hash
+                    and f"/{s.name}" in (c.get("Names") or [])]
+            for c in by_role.get(role, []):  # an old spec (image or flags changed) or a stray: replaced
+                if c not in mine[:1]:
+                    call(api.remove_container, c["Id"], force=True)
+                    changed.setdefault("removed", []).append(c["Id"][:12])
+            current[role] = mine[0] if mine else None
+
+        # 1. Addresses first: dnsmasq cannot start without its own.
+        fresh = time.monotonic() - cache.addresses_at < LO_RECHECK_SECONDS
+        all_running = all(c is not None and c.get("State") == "running" for c in current.values())
+        if cache.addresses != want_addrs or not fresh or not all_running:
+            res = sync_lo_addresses(h, list(want_addrs))
+            cache.addresses, cache.addresses_at = want_addrs, time.monotonic()
+            if res["added"] or res["removed"]:
+                changed["addresses"] = res
+
+        # 2. The proxy: its config, then reload (or first start).
+        changed.update(_sync_daemon(h, cache, specs["proxy"], current["proxy"], HAPROXY_CFG,
+                                    haproxy_cfg, _reload_haproxy))
+        # 3. DNS.
+        changed.update(_sync_daemon(h, cache, specs["dns"], current["dns"], HOSTS_FILE, dns_hosts,
+                                    _reload_dnsmasq))
+    return changed
+
+
+def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, path: str, text: str, reload) -> dict:
+    api, call = h.docker.api, h.docker.call
+    digest = _sha(text)
+    if c is None:
+        cid = _create(h, s)
+        d, name = path.rsplit("/", 1)
+        call(api.put_archive, cid, d, _tar_one(name, text.encode()))
+        call(api.start, cid)
+        cache.files[(cid, path)] = digest
+        return {s.role: "created"}
+    cid = c["Id"]
+    out: dict = {}
+    if c.get("State") != "running":
+        # Stopped, crashed or in the engine's restart loop (a rebooted node: the addresses were missing).
+        # Files written before survive; the restart reads the current one and the reload below checks it.
+        cache.files = {k: v for k, v in cache.files.items() if k[0] != cid}
+        call(api.restart, cid, timeout=1)
+        out[s.role] = "started"
+    known = cache.files.get((cid, path))
+    if known is None:  # this process has not written it: look at what the container holds
+        data = _read_file(h, cid, path)
+        known = _sha(data.decode(errors="replace")) if data is not None else ""
+        cache.files[(cid, path)] = known
+    if known != digest:
+        reload(h, cid, text)
+        cache.files[(cid, path)] = digest
+        out.setdefault(s.role, "reloaded")
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def check_haproxy_config(text: str) -> None:
+    """Refuse a configuration HAProxy would refuse, before any node sees it (the image runs this same binary)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as f:
+        f.write(text)
+        f.flush()
+        r = subprocess.run([appimages.program("haproxy"), "-c", "-q", "-f", f.name], capture_output=True, text=True,
+                           timeout=30)
+    if r.returncode != 0:
+        raise ProxyError(f"HAProxy refuses the rendered configuration: {(r.stdout + r.stderr).strip()[-800:]}")
+
+
+def _reload_haproxy(h: NodeHandle, cid: str, text: str) -> None:
+    # The master re-reads the file on SIGUSR2 and starts new workers; old ones finish their connections.
+    # A reload that fails on the node (a port taken by another program) keeps the old workers serving.
+    call = h.docker.call
+    call(h.docker.api.put_archive, cid, HAPROXY_DIR, _tar_one("haproxy.cfg", text.encode()))
+    call(h.docker.api.kill, cid, signal="SIGUSR2")
+
+
+def _reload_dnsmasq(h: NodeHandle, cid: str, text: str) -> None:
+    api, call = h.docker.api, h.docker.call
+    call(api.put_archive, cid, HOSTS_DIR, _tar_one("hosts", text.encode()))
+    call(api.kill, cid, signal="SIGHUP")
+
+
+def teardown_services(handle: NodeHandle) -> dict:
+    """Remove the proxy and DNS containers and gitkube's addresses on lo (a node leaving the fleet)."""
+    h = handle
+    api, call = h.docker.api, h.docker.call
+    listed = call(api.containers, all=True, filters={"label": [f"{MANAGED_LABEL}=true", ROLE_LABEL]})
+    removed = []
+    for c in listed:
+        try:
+            call(api.remove_container, c["Id"], force=True)
+            removed.append(c["Id"][:12])
+        except (NotFound, APIError):
+            pass
+    res = sync_lo_addresses(h, [])
+    with _caches_lock:
+        _caches.pop(h.docker, None)
+    return {"removed": removed, "addresses": res}
+
+
+def proxy_logs(handle: NodeHandle, role: str = "proxy", tail: int = 50) -> str:
+    """The last lines a system container logged (for error messages and `describe`)."""
+    name = PROXY_NAME if role == "proxy" else DNS_NAME
+    try:
+        return handle.docker.call(handle.docker.api.logs, name, tail=tail).decode(errors="replace")
+    except (NotFound, APIError):
+        return ""

@@ -1,0 +1,204 @@
+"""Services data plane on a real 3-node sandbox, driven directly (no controller): ClusterIPs on lo, HAProxy on
+every node routing to ready endpoints on other nodes, reloads without dropping connections, NodePort on every
+node's address, cluster DNS names."""
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from gitkube.api import parse_object
+from gitkube.nodes.fleet import Fleet
+from gitkube.nodes.imageship import ship
+from gitkube.nodes.inventory import load_inventory
+from gitkube.nodes import appimages
+from gitkube.nodes.proxy import sync_services, teardown_services
+from gitkube.reconcile.endpoints import ContainerPortInfo, EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints
+from gitkube.reconcile.services import DNS_IP, plan_dataplane
+
+from tests.integration.conftest import eventually
+
+BUSYBOX = "gitkube/busybox:latest"
+WEB_NODEPORT = 30080
+ECHO_NODEPORT = 30070
+TEST = "gk-test-svc"
+
+
+def service(name, ports, type_="NodePort"):
+    return parse_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+                         "spec": {"type": type_, "selector": {"app": name}, "ports": ports}})
+
+
+SERVICES = [
+    service("web", [{"name": "http", "port": 80, "targetPort": "http", "nodePort": WEB_NODEPORT}]),
+    service("echo", [{"port": 7000, "nodePort": ECHO_NODEPORT}]),
+]
+INFOS = [ServiceInfo("default", "web", {"app": "web"}, (ServicePortInfo(80, "http", target_port="http"),)),
+         ServiceInfo("default", "echo", {"app": "echo"}, (ServicePortInfo(7000),))]
+
+
+class DataPlane:
+    def __init__(self, sb, fleet: Fleet):
+        self.sb, self.fleet = sb, fleet
+        self.pods: dict[str, EndpointPod] = {}
+        self.alloc = None
+
+    def backend(self, node: str, app: str = "web") -> EndpointPod:
+        name = f"{TEST}-{app}-{node}"
+        self.sb.docker(node, "rm", "-f", name)
+        cmd = (f"echo {node} > /var/www/index.html && exec httpd -f -p 8080 -h /var/www" if app == "web"
+               else "exec nc -ll -p 7000 -e cat")
+        r = self.sb.docker(node, "run", "-d", "--name", name, "--label", TEST, BUSYBOX, "sh", "-c", cmd)
+        assert r.returncode == 0, r.stderr
+        ip = self.sb.docker(node, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
+        pod = EndpointPod(name, "default", name, {"app": app}, ip, node, True,
+                          container_ports=(ContainerPortInfo(8080, "http"),) if app == "web" else ())
+        self.pods[name] = pod
+        return pod
+
+    def sync(self, ready: set[str] | None = None) -> dict:
+        pods = [p for n, p in self.pods.items() if ready is None or n in ready]
+        eps = compute_all_endpoints(INFOS, pods)
+        plan = plan_dataplane(SERVICES, eps, self.alloc)
+        assert not plan.allocation.errors
+        self.alloc = plan.allocation
+        res = self.fleet.map(lambda h: sync_services(h, list(plan.cluster_ips), plan.haproxy_cfg, plan.dns_hosts, plan.dns_ip),
+                             timeout=120)
+        for n, r in res.items():
+            assert not isinstance(r, Exception), f"{n}: {r!r}"
+        return res
+
+    @property
+    def web_ip(self) -> str:
+        return self.alloc.cluster_ips["default/web"]
+
+    def get_from(self, node: str, host: str, port: int, count: int = 20) -> list[str]:
+        """`count` fresh HTTP GETs from a throwaway container on `node` (each bounded by a 2 s timeout).
+
+        With nc: busybox-static's wget crashes in its name-service lookup on this glibc build."""
+        script = ('for i in $(seq "$1"); do r=$(printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 2 "$2" "$3" | tail -n 1); '
+                  'echo "${r:-FAIL}"; done')
+        r = self.sb.docker(node, "run", "--rm", "--label", TEST, BUSYBOX, "sh", "-c", script, "sh", str(count), host,
+                           str(port), timeout=count * 3 + 30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+
+def http_get(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode().strip()
+
+
+@pytest.fixture(scope="module")
+def dp(fleet):
+    f = Fleet(load_inventory(fleet.inventory))
+    ship(f, [appimages.build("haproxy"), appimages.build("dnsmasq")], progress=lambda m: None)
+    d = DataPlane(fleet, f)
+    yield d
+    for n in ("n1", "n2", "n3"):
+        ids = fleet.docker(n, "ps", "-aq", "--filter", f"label={TEST}").stdout.split()
+        if ids:
+            fleet.docker(n, "rm", "-f", *ids)
+    f.map(teardown_services, timeout=60)
+    f.close()
+
+
+def test_clusterip_answers_from_backends_on_two_other_nodes(dp):
+    dp.backend("n1")
+    dp.backend("n2")
+    dp.backend("n1", "echo")
+    res = dp.sync()
+    assert all(r.get("proxy") == "created" and r.get("dns") == "created" for r in res.values()), res
+    for n in ("n1", "n2", "n3"):
+        lo = dp.sb.nsexec(n, "ip", "-o", "-4", "addr", "show", "dev", "lo").stdout
+        assert f"{dp.web_ip}/32" in lo and f"{DNS_IP}/32" in lo
+    # A second pass with nothing changed does nothing, with one API call per node.
+    before = {n: h.docker.calls for n, h in dp.fleet.nodes.items()}
+    again = dp.sync()
+    from gitkube.nodes.proxy import proxy_logs
+    assert all(r == {} for r in again.values()), (again, {n: proxy_logs(h) for n, h in dp.fleet.nodes.items()})
+    assert all(h.docker.calls - before[n] == 1 for n, h in dp.fleet.nodes.items())
+
+    answers = dp.get_from("n3", dp.web_ip, 80, 20)
+    assert len(answers) == 20 and set(answers) == {"n1", "n2"}, answers
+
+
+def test_removed_endpoint_gets_no_traffic_and_a_new_one_is_routed_quickly(dp):
+    only_n1 = {f"{TEST}-web-n1", f"{TEST}-echo-n1"}
+    res = dp.sync(ready=only_n1)
+    assert all(r.get("proxy") == "reloaded" for r in res.values()), res
+    answers = dp.get_from("n3", dp.web_ip, 80, 20)
+    assert answers == ["n1"] * 20, answers
+
+    # The ready set grows back: time from the start of the sync to the first answer from the new endpoint.
+    dp.backend("n3")
+    t0 = time.monotonic()
+    dp.sync(ready=only_n1 | {f"{TEST}-web-n3"})
+    synced = time.monotonic() - t0
+    url = f"http://{dp.sb.node_address('n2')}:{WEB_NODEPORT}/"
+
+    def seen_n3():
+        return http_get(url) == "n3"
+
+    eventually(seen_n3, timeout=10, interval=0.02, what="the new endpoint answering")
+    routed = time.monotonic() - t0
+    print(f"\nendpoint change -> routed: {routed * 1000:.0f} ms (sync of 3 nodes {synced * 1000:.0f} ms)")
+    assert routed < 10
+    answers = dp.get_from("n2", dp.web_ip, 80, 10)
+    assert set(answers) == {"n1", "n3"}, answers
+
+
+def test_reload_keeps_established_connections(dp):
+    addr = (dp.sb.node_address("n3"), ECHO_NODEPORT)
+    with socket.create_connection(addr, timeout=5) as s:
+        s.sendall(b"before\n")
+        assert s.recv(100) == b"before\n"
+        res = dp.sync(ready={f"{TEST}-web-n2", f"{TEST}-echo-n1"})  # web endpoints change: reload everywhere
+        assert res["n3"].get("proxy") == "reloaded"
+        s.sendall(b"after\n")
+        assert s.recv(100) == b"after\n"
+
+
+def test_nodeport_answers_on_every_node_address(dp):
+    dp.sync(ready={f"{TEST}-web-n1", f"{TEST}-web-n2", f"{TEST}-echo-n1"})
+    for n in ("n1", "n2", "n3"):
+        seen: set[str] = set()
+        url = f"http://{dp.sb.node_address(n)}:{WEB_NODEPORT}/"
+
+        def both():  # a reload takes effect within a few hundred ms: the old worker answers until then
+            seen.add(http_get(url))
+            return seen >= {"n1", "n2"}
+
+        eventually(both, timeout=5, interval=0.02, what=f"NodePort on {n} answering from n1 and n2")
+        assert seen == {"n1", "n2"}, (n, seen)
+
+
+def test_cluster_dns_names_resolve_from_a_container(dp):
+    for name in ("web.default.svc.cluster.local", "web.default", "web"):
+        r = dp.sb.docker("n2", "run", "--rm", "--label", TEST, BUSYBOX, "nslookup", name, DNS_IP, timeout=30)
+        assert r.returncode == 0 and dp.web_ip in r.stdout, (name, r.stdout, r.stderr)
+    r = dp.sb.docker("n2", "run", "--rm", "--label", TEST, BUSYBOX, "nslookup", "nope.default.svc.cluster.local", DNS_IP)
+    assert "NXDOMAIN" in r.stdout + r.stderr
+    # A pod started with the cluster DNS and Kubernetes' search path reaches the Service by its short name.
+    r = dp.sb.docker("n2", "run", "--rm", "--label", TEST, "--dns", DNS_IP, "--dns-search", "default.svc.cluster.local",
+                     "--dns-search", "svc.cluster.local", "--dns-search", "cluster.local", "--dns-option", "ndots:5",
+                     BUSYBOX, "nslookup", "web.default.svc.cluster.local")
+    assert dp.web_ip in r.stdout, r.stdout + r.stderr
+
+
+def test_deleted_service_releases_its_address_everywhere(dp):
+    global SERVICES
+    keep = SERVICES
+    echo_ip = dp.alloc.cluster_ips["default/echo"]
+    try:
+        SERVICES = [s for s in keep if s.metadata.name != "echo"]
+        res = dp.sync()
+        assert all(echo_ip in r.get("addresses", {}).get("removed", []) for r in res.values()), res
+        for n in ("n1", "n2", "n3"):
+            assert f"{echo_ip}/32" not in dp.sb.nsexec(n, "ip", "-o", "-4", "addr", "show", "dev", "lo").stdout
+        with pytest.raises(OSError):
+            socket.create_connection((dp.sb.node_address("n1"), ECHO_NODEPORT), timeout=2).close()
+    finally:
+        SERVICES = keep
