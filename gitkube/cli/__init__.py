@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "gitkube.cli.state_cmds",  # validate, diff (objects), get, describe, events
     "gitkube.cli.run_cmds",    # apply, serve, logs, exec, images
     "gitkube.cli.sandbox_cmd", # sandbox up/down/status/node
+    "gitkube.cli.images_cmd",  # images build/load/list
 ]
 
 
