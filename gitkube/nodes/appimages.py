@@ -184,7 +184,7 @@ def guestbook_frontend_image() -> ImageArchive:
     fs.add_file("var/www/guestbook.php", GUESTBOOK_CGI, 0o755)
     fs.add_file("etc/httpd.conf", b"*.php:/bin/sh\n")
     return build_archive(FRONTEND_IMAGE, fs, {
-        "Entrypoint": ["/bin/httpd", "-f", "-p", "80", "-h", "/var/www", "-c", "/etc/httpd.conf"],
+        "Entrypoint": ["/usr/sbin/httpd", "-f", "-p", "80", "-h", "/var/www", "-c", "/etc/httpd.conf"],
         "ExposedPorts": {"80/tcp": {}},
         "Labels": {"io.gitkube.image": "guestbook-frontend"},
     })
