@@ -164,7 +164,9 @@ class Controller:
                                             "last_heartbeat_time": cond.last_heartbeat_time,
                                             "last_transition_time": cond.last_transition_time}
             status = cond.status if cond else ("True" if probes.get(n.name) and probes[n.name].ok else "Unknown")
-            ready[n.name] = status == "True"
+            # Sync only nodes that answered this heartbeat: a node still within its grace period but cut off
+            # would hold the whole pass for the Docker call timeout (30 s) before failing anyway.
+            ready[n.name] = status == "True" and bool(probes.get(n.name) and probes[n.name].ok)
             prev_obj = self.store.get("Node", "", n.name)
             obj = node_object(n, probes.get(n.name), prev_obj, ready_override=status)
             rc = obj["status"]["conditions"][0]
