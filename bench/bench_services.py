@@ -1,0 +1,213 @@
+"""Services data plane: requests/s and p50/p99 latency through a ClusterIP (the node's HAProxy) against straight
+to the pod IP in the same run, the proxy's overhead as a ratio, and the time from an endpoint change to the
+proxy routing to the new endpoint.
+
+Run (root): python bench/bench_services.py [--requests N] [--seconds S] [--changes N] [--keep]
+
+It brings up its own sandbox (`gitkube sandbox --id 3 up`, nodes 198.18.3.11-13) and tears it down at the end
+(unless --keep). The backend is busybox httpd in a container on n1; the client is Python in node n2's network
+namespace (nsenter), one fresh TCP connection per HTTP/1.0 request — the pod's path minus its veth hop: n2's
+HAProxy for the ClusterIP, the pod route for the pod IP. Each load loop is bounded by count and by time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gitkube.api import parse_object  # noqa: E402
+from gitkube.nodes import appimages  # noqa: E402
+from gitkube.nodes.fleet import Fleet  # noqa: E402
+from gitkube.nodes.imageship import ship  # noqa: E402
+from gitkube.nodes.inventory import load_inventory  # noqa: E402
+from gitkube.nodes.proxy import sync_services  # noqa: E402
+from gitkube.reconcile.endpoints import EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints  # noqa: E402
+from gitkube.reconcile.services import plan_dataplane  # noqa: E402
+
+SID = 3
+NODEPORT = 30090
+LABEL = "gk-bench-svc"
+
+# Runs inside a node's netns: N sequential HTTP/1.0 GETs (new connection each) within a time budget.
+CLIENT = r"""
+import json, socket, sys, time
+host, port, n, budget, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+req = b"GET / HTTP/1.0\r\n\r\n"
+def one():
+    t = time.perf_counter()
+    with socket.create_connection((host, port), timeout=2) as s:
+        s.sendall(req)
+        while s.recv(65536):
+            pass
+    return time.perf_counter() - t
+import threading
+lat, errors = [], [0]
+stop = time.monotonic() + budget
+lock = threading.Lock()
+left = [n]
+def worker():
+    while time.monotonic() < stop:
+        with lock:
+            if left[0] <= 0:
+                return
+            left[0] -= 1
+        try:
+            d = one()
+            with lock:
+                lat.append(d)
+        except OSError:
+            with lock:
+                errors[0] += 1
+for _ in range(3):
+    one()  # warm up
+t0 = time.perf_counter()
+ts = [threading.Thread(target=worker) for _ in range(conc)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(json.dumps({"lat": lat, "errors": errors[0], "wall": time.perf_counter() - t0}))
+"""
+
+
+def sh(*argv, timeout=600, check=True) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise SystemExit(f"`{' '.join(argv)}` failed: {r.stderr.strip()}")
+    return r
+
+
+class Bench:
+    def __init__(self, state: Path):
+        self.state = state
+
+    def gk(self, *args, timeout=600):
+        return sh(sys.executable, "-m", "gitkube", "--state-dir", str(self.state), "sandbox", "--id", str(SID), *args,
+                  timeout=timeout)
+
+    def docker(self, node, *argv, check=True):
+        return sh("docker", "-H", f"unix:///var/lib/gitkube/sandbox/gk{SID}/{node}/docker.sock", *argv, check=check)
+
+    def backend(self, node: str) -> EndpointPod:
+        name = f"{LABEL}-{node}"
+        self.docker(node, "rm", "-f", name, check=False)
+        self.docker(node, "run", "-d", "--name", name, "--label", LABEL, "gitkube/busybox:latest", "sh", "-c",
+                    f"echo {node} > /var/www/index.html && exec httpd -f -p 8080 -h /var/www")
+        ip = self.docker(node, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
+        return EndpointPod(name, "default", name, {"app": "bench"}, ip, node, True)
+
+    def client(self, node, host, port, n, budget, conc) -> dict:
+        r = sh("nsenter", f"--net=/var/run/netns/gk{SID}-{node}", sys.executable, "-c", CLIENT, host, str(port), str(n),
+               str(budget), str(conc), timeout=budget + 60)
+        return json.loads(r.stdout)
+
+
+def summary(res: dict) -> dict:
+    lat = sorted(res["lat"])
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 99
+    return {"n": len(lat), "errors": res["errors"], "rps": len(lat) / res["wall"], "p50": q[49] * 1000,
+            "p99": q[98] * 1000}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=3000, help="requests per measurement (default 3000)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="time budget per measurement (default 15)")
+    ap.add_argument("--concurrency", type=int, default=4, help="client threads for the throughput run (default 4)")
+    ap.add_argument("--changes", type=int, default=5, help="endpoint changes to time (default 5)")
+    ap.add_argument("--keep", action="store_true", help="leave sandbox 3 up afterwards")
+    args = ap.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="gk-bench-svc-"))
+    b = Bench(state)
+    t0 = time.monotonic()
+    inv = Path(b.gk("up", "--nodes", "3").stdout.strip().splitlines()[-1])
+    print(f"sandbox {SID} up in {time.monotonic() - t0:.1f}s")
+    fleet = Fleet(load_inventory(inv))
+    try:
+        t0 = time.monotonic()
+        ship(fleet, [appimages.build("haproxy"), appimages.build("dnsmasq")], progress=lambda m: None)
+        print(f"proxy+dns images shipped in {time.monotonic() - t0:.1f}s")
+        svc = parse_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bench", "namespace": "default"},
+                            "spec": {"type": "NodePort", "selector": {"app": "bench"},
+                                     "ports": [{"port": 80, "targetPort": 8080, "nodePort": NODEPORT}]}})
+        info = [ServiceInfo("default", "bench", {"app": "bench"}, (ServicePortInfo(80, target_port=8080),))]
+        alloc = None
+
+        def sync(pods):
+            nonlocal alloc
+            plan = plan_dataplane([svc], compute_all_endpoints(info, pods), alloc)
+            alloc = plan.allocation
+            res = fleet.map(lambda h: sync_services(h, list(plan.cluster_ips), plan.haproxy_cfg, plan.dns_hosts,
+                                                    plan.dns_ip), timeout=120)
+            bad = {n: r for n, r in res.items() if isinstance(r, Exception)}
+            if bad:
+                raise SystemExit(f"sync failed: {bad}")
+            return plan
+
+        p1 = b.backend("n1")
+        t0 = time.monotonic()
+        plan = sync([p1])
+        print(f"first sync (lo addresses, proxy and dns containers on 3 nodes): {time.monotonic() - t0:.2f}s")
+        t0 = time.monotonic()
+        sync([p1])
+        print(f"unchanged sync of 3 nodes: {(time.monotonic() - t0) * 1000:.1f} ms")
+        cip = plan.cluster_ips[0]
+        time.sleep(0.5)
+
+        print(f"\nclient: Python in n2's netns, backend: busybox httpd on n1 ({p1.ip}), ClusterIP {cip}")
+        print(f"{'path':28} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
+        rows = {}
+        for conc in (1, args.concurrency):
+            for label, host, port in (("pod IP (direct)", p1.ip, 8080), ("ClusterIP (HAProxy on n2)", cip, 80)):
+                s = summary(b.client("n2", host, port, args.requests, args.seconds, conc))
+                rows[(label, conc)] = s
+                print(f"{label:28} {conc:>4} {s['n']:>8} {s['errors']:>6} {s['rps']:>8.0f} {s['p50']:>7.2f} {s['p99']:>7.2f}")
+        for conc in (1, args.concurrency):
+            d, c = rows[("pod IP (direct)", conc)], rows[("ClusterIP (HAProxy on n2)", conc)]
+            print(f"overhead at concurrency {conc}: throughput x{d['rps'] / c['rps']:.2f} lower, "
+                  f"p50 x{c['p50'] / d['p50']:.2f}, p99 x{c['p99'] / d['p99']:.2f}")
+
+        # Endpoint change -> routed: alternate the second backend between n3 and n2, timing from the start of
+        # the sync until the NodePort on n1 answers from it.
+        print()
+        others = {"n3": b.backend("n3"), "n2": b.backend("n2")}
+        times, sync_times = [], []
+        for i in range(args.changes):
+            node = "n3" if i % 2 == 0 else "n2"
+            t0 = time.monotonic()
+            sync([p1, others[node]])
+            sync_times.append(time.monotonic() - t0)
+            deadline = t0 + 10
+            url = f"http://198.18.{SID}.11:{NODEPORT}/"
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        if r.read().decode().strip() == node:
+                            break
+                except OSError:
+                    pass
+                time.sleep(0.005)
+            else:
+                raise SystemExit(f"change {i}: {node} not routed within 10 s")
+            times.append(time.monotonic() - t0)
+        print(f"endpoint change -> routed ({args.changes} changes, 3 nodes synced in parallel): "
+              f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
+              f"(of which the sync call: median {statistics.median(sync_times) * 1000:.0f} ms)")
+    finally:
+        fleet.close()
+        if not args.keep:
+            t0 = time.monotonic()
+            b.gk("down", timeout=300)
+            print(f"sandbox {SID} down in {time.monotonic() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
