@@ -222,9 +222,10 @@ class Controller:
         self._purge_finished_deletions()
         dataplane = self._services(plan)
         ctx = self._cluster_context(dataplane)
-        report_results = self._sync_nodes(nodes, ready_nodes, ctx)
         if dataplane is not None:
+            # Addresses, proxy and DNS first, so that pods started in this pass can already resolve and connect.
             self._sync_services(nodes, ready_nodes, dataplane, report)
+        report_results = self._sync_nodes(nodes, ready_nodes, ctx)
         for name, res in report_results.items():
             if isinstance(res, Exception):
                 report.node_errors[name] = str(res)
