@@ -23,10 +23,11 @@ def sync_mirror(url: str, mirror: str) -> bool:
         client, path = get_transport_and_path(url)
         result = client.fetch(path, repo)
         changed = False
+        have = repo.refs.as_dict()  # dulwich's refs container has no .get()
         for ref, sha in (result.refs or {}).items():
             if sha is None or not (ref.startswith(b"refs/heads/") or ref.startswith(b"refs/tags/")):
                 continue
-            if repo.refs.get(ref) != sha:  # noqa: SIM401 - dulwich refs container
+            if have.get(ref) != sha:
                 repo.refs[ref] = sha
                 changed = True
         head = (result.symrefs or {}).get(b"HEAD")
