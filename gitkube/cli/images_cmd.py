@@ -35,7 +35,7 @@ def register(sub) -> None:
                        description="Load IMAGE into the nodes: a `docker save` tar file, or one of the project's "
                        "images by name or reference (e.g. redis or gitkube/redis:7), built first. Nodes that already "
                        "hold the same image ID under that reference are skipped.")
-    ld.add_argument("images", nargs="+", metavar="IMAGE|TARFILE", help="a project image name/reference or a tar file")
+    ld.add_argument("images", nargs="+", metavar="IMAGE|TARFILE", help="a project image name/reference, a tar file, or `all` (every project image)")
     _node_args(ld)
     ld.set_defaults(func=cmd_load)
 
@@ -140,7 +140,9 @@ def cmd_load(args) -> int:
     try:
         archives = []
         for img in args.images:
-            if Path(img).is_file():
+            if img == "all" and not Path(img).is_file():
+                archives.extend(a for _, a, _ in _build(_names()))
+            elif Path(img).is_file():
                 archives.extend(archive_from_tar(img))
             else:
                 archives.extend(a for _, a, _ in _build([img]))
