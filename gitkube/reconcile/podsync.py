@@ -157,6 +157,12 @@ def _last_container_status(work: PodWork, name: str) -> dict:
     return {}
 
 
+def _had_run(last: dict) -> bool:
+    """Whether a container's last known status shows it ran (now gone from the node) rather than never started."""
+    st = last.get("state") or {}
+    return bool(st.get("running") or st.get("terminated") or last.get("lastState"))
+
+
 def next_start_at(policy: str, latest: ObservedContainer) -> float | None:
     """When an exited attempt may be started again (None: restartPolicy says never)."""
     if latest.running or not should_restart(policy, latest.exit_code):
@@ -206,7 +212,7 @@ def plan_pod(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float,
             last = _last_container_status(w, c.name)
             if last.get("state", {}).get("terminated") and not should_restart(spec.restartPolicy, last["state"]["terminated"].get("exitCode")):
                 continue  # it finished before its container was removed by hand: done is done
-            had_run = bool(last.get("state", {}).get("running") or last.get("state", {}).get("terminated") or last.get("lastState"))
+            had_run = _had_run(last)
             if had_run and spec.restartPolicy == "Never":
                 continue
             actions.append(StartContainer(w.uid, c.name, int(last.get("restartCount", -1)) + 1 if had_run else 0,
@@ -296,6 +302,16 @@ def pod_status(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float,
                 code = last_known["state"]["terminated"].get("exitCode")
                 terminated_ok += code == 0
                 terminated_bad += code != 0
+            elif spec.restartPolicy == "Never" and _had_run(last_known):
+                # It ran and vanished from the node (removed by hand): it will not run again, and the kubelet
+                # reports it terminated (not waiting: that would read as never started and get it created anew).
+                cs["restartCount"] = int(last_known.get("restartCount", 0))
+                cs["state"] = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                              "message": "The container could not be located when the pod was terminated"}}
+                for k in ("lastState", "containerID", "imageID"):
+                    if last_known.get(k):
+                        cs[k] = last_known[k]
+                terminated_bad += 1
             else:
                 reason, msg = waiting.get((w.uid, c.name), ("ContainerCreating", ""))
                 cs["state"] = {"waiting": {k: v for k, v in (("reason", reason), ("message", msg)) if v}}
