@@ -156,6 +156,11 @@ class PodRuntime:
             if w.deleting:
                 continue
             statuses[w.uid] = pod_status(w, by_pod.get(w.uid, {}), time.time(), self.host_ip, ready, self.waiting)
+            for cs in statuses[w.uid].get("containerStatuses") or ():
+                if ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+                    # As the kubelet does on every sync it skips a container in back-off (the store aggregates).
+                    self.event(w, "BackOff", f"Back-off restarting failed container {cs['name']} in pod "
+                               f"{w.pod.metadata.name}_{w.pod.metadata.namespace or 'default'}({w.uid})", "Warning")
         with self._lock:
             events, self._events = self._events, []
         return SyncResult(statuses, events, observed, actions, self.h.docker.calls - calls0)
