@@ -144,9 +144,11 @@ def probe_run(fleet):
         "live-http": dict(command=httpd.format(extra=""), ports=http_port,
                           liveness={"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 2}),
         "healthy": dict(command=httpd.format(extra="echo ok > /www/healthz &&"), ports=http_port,
-                        liveness={"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 1}),
+                        liveness={"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 3,
+                                  "timeoutSeconds": 5}),
         "ready-fail": dict(command=sleep, readiness={"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}),
-        "ready-delay": dict(command=sleep, readiness={"exec": {"command": ["true"]}, "initialDelaySeconds": 8, "periodSeconds": 1}),
+        "ready-delay": dict(command=sleep, readiness={"exec": {"command": ["true"]}, "initialDelaySeconds": 8, "periodSeconds": 1,
+                                                      "timeoutSeconds": 5}),  # a loaded CI machine is no failure
     }
     pods, node_of = {}, {}
     for i, (name, kw) in enumerate(specs.items()):
