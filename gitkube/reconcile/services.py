@@ -330,6 +330,11 @@ def render_haproxy(services: Iterable[ProxyService], endpoints: Mapping[tuple[st
             out.append(f"\nbackend be.{base}\n    balance {'source' if s.session_affinity == 'ClientIP' else 'roundrobin'}\n")
             for ip, port in _backends(ep, p):
                 out.append(f"    server {ip}:{port} {ip}:{port}\n")
+    if not any(part.startswith("\nfrontend ") for part in out):
+        # HAProxy refuses to start (or reload) with no listener at all, which left the last Service's frontends
+        # bound after it was deleted. An abstract socket (no port, no file) keeps an empty config valid; it is
+        # only there while no Service is, so a reload never finds it held by the old worker.
+        out.append("\nfrontend gitkube.idle\n    bind abns@gitkube-idle\n")
     return "".join(out)
 
 
