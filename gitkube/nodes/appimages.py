@@ -186,6 +186,9 @@ def guestbook_frontend_image() -> ImageArchive:
     return build_archive(FRONTEND_IMAGE, fs, {
         "Entrypoint": ["/usr/sbin/httpd", "-f", "-p", "80", "-h", "/var/www", "-c", "/etc/httpd.conf"],
         "ExposedPorts": {"80/tcp": {}},
+        # busybox httpd as PID 1 has no SIGTERM handler, so TERM is ignored and every stop waited out the whole
+        # grace period (30 s per frontend pod); it keeps no state and its CGIs are short-lived.
+        "StopSignal": "SIGKILL",
         "Labels": {"io.gitkube.image": "guestbook-frontend"},
     })
 
