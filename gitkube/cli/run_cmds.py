@@ -136,6 +136,10 @@ def cmd_apply(args) -> int:
             rep = ctrl.reconcile()
             pending = _not_settled(ctrl)
             if not pending:
+                # A pass computes Endpoints before it syncs the pods, so readiness first seen in the pass that just
+                # ran reaches the Services (Endpoints, node proxies, DNS) only in the next one: run it, so that
+                # "Ready" on return also means "receives its Services' traffic".
+                ctrl.reconcile()
                 _say("apply: all pods Running and Ready")
                 return 0
             msg = f"apply: waiting for {len(pending)}: " + "; ".join(pending[:6]) + (" …" if len(pending) > 6 else "")
