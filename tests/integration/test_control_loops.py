@@ -227,8 +227,22 @@ def test_push_to_bare_repo_runs_the_new_pod_within_10s(fleet, tmp_path, serve_pr
         assert first[0][0] - t0 < 2.0, f"no pass within 2 s of the push:\n{s.log()}"
         assert "1 added" in first[0][1], first
         node = p["spec"]["nodeName"]
+        containers_before = all_containers(fleet)
         apps = [c for c in app_containers(fleet) if c["uid"] == p["metadata"]["uid"]]
         assert [c["node"] for c in apps] == [node]
+
+        # One writer per state dir: an apply next to serve is refused.
+        r = cl.apply(check=False)
+        assert r.returncode == 2 and "another gitkube apply/serve is running" in r.stderr, r.stderr
+        # kill -9 of serve, then a new serve: the lock is free again and nothing is created twice.
+        s.proc.kill()
+        s.stop()
+        s = Serve(cl, "--resync", "60")
+        serve_procs.append(s)
+        eventually(lambda: s.passes_after(0), timeout=30, interval=0.2, what="the new serve's first pass")
+        assert [q["metadata"]["uid"] for q in cl.pods()] == [p["metadata"]["uid"]]
+        assert [c["id"] for c in all_containers(fleet)] and sorted(c["id"] for c in all_containers(fleet)) == sorted(
+            c["id"] for c in containers_before)
     assert s.stop() == 0 and "stopped after" in s.log(), s.log()
 
 
