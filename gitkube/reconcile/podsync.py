@@ -226,11 +226,15 @@ def plan_pod(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float,
                 actions.append(KillContainer(w.uid, c.name, latest.id, "spec changed", grace=spec.terminationGracePeriodSeconds))
                 actions.append(StartContainer(w.uid, c.name, latest.restart_count + 1, "spec changed"))
             continue
-        due = next_start_at(spec.restartPolicy, latest)
-        if sandbox_new and (due is not None or latest.state == "created"):
-            due = now
         if latest.state == "created":
-            due = now  # created but never started (a pass died in between): start a fresh one
+            # Created but never started (a pass died in between): not a restart. Replace it under the same
+            # restart count, so a crash of gitkube neither leaves it behind nor counts as a container restart.
+            actions.append(RemoveContainer(w.uid, latest.id))
+            actions.append(StartContainer(w.uid, c.name, latest.restart_count, "resume interrupted start"))
+            continue
+        due = next_start_at(spec.restartPolicy, latest)
+        if sandbox_new and due is not None:
+            due = now
         if due is not None and now >= due:
             actions += [RemoveContainer(w.uid, o.id) for o in attempts[:-1]]  # keep the latest for --previous
             actions.append(StartContainer(w.uid, c.name, latest.restart_count + 1, "restart"))

@@ -222,3 +222,17 @@ def test_pending_until_created_and_runtime_waits_are_reported():
 def test_host_network_pod_ip_is_the_host_ip():
     w = work(hostNetwork=True)
     assert status_of(w, infra(ip=None), app(w))["podIP"] == "198.18.6.11"
+
+
+def test_never_started_container_is_replaced_under_the_same_restart_count():
+    """A pass killed between `docker create` and `docker start` leaves a Created container: it is replaced, not kept."""
+    from gitkube.api import parse_object
+    from gitkube.reconcile.podsync import ObservedContainer, PodWork, RemoveContainer, StartContainer, plan_node
+
+    pod = parse_object({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                        "spec": {"containers": [{"name": "c", "image": "gitkube/busybox:latest"}]}})
+    infra = ObservedContainer(id="i", pod_uid="u", container="POD", spec_hash="", restart_count=0, state="running",
+                              started_at="2026-01-01T00:00:00Z", ip="198.18.101.2")
+    created = ObservedContainer(id="x", pod_uid="u", container="c", spec_hash="h", restart_count=0, state="created")
+    acts = plan_node([PodWork(pod, "u")], [infra, created], now=1e9)
+    assert acts == [RemoveContainer("u", "x"), StartContainer("u", "c", 0, "resume interrupted start")]
