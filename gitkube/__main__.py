@@ -1,5 +1,3 @@
-import sys
+from gitkube.cli import entry
 
-from gitkube.cli import main
-
-sys.exit(main())
+entry()

@@ -19,6 +19,7 @@ from gitkube.reconcile.cluster import (
     key_of,
     meta,
     plan_cluster,
+    service_endpoints,
 )
 from gitkube.reconcile.containerenv import ServiceInfo
 from gitkube.reconcile.nodelifecycle import LifecyclePod, NodeCondition, NodeHeartbeat, node_lifecycle
@@ -226,6 +227,13 @@ class Controller:
             # Addresses, proxy and DNS first, so that pods started in this pass can already resolve and connect.
             self._sync_services(nodes, ready_nodes, dataplane, report)
         report_results = self._sync_nodes(nodes, ready_nodes, ctx)
+        # Readiness seen in this sync moves Endpoints and the proxies now, not one pass later.
+        eps = service_endpoints(self.store.list("Pod", namespace="*"), self.store.list("Service", namespace="*"))
+        if dataplane is not None and {k: e.as_dict() for k, e in eps.items()} != plan.endpoints:
+            plan.endpoint_objects, plan.endpoints = eps, {k: e.as_dict() for k, e in eps.items()}
+            self._write_endpoints(plan)
+            dataplane = self._services(plan)
+            self._sync_services(nodes, ready_nodes, dataplane, report)
         for name, res in report_results.items():
             if isinstance(res, Exception):
                 report.node_errors[name] = str(res)
@@ -297,6 +305,9 @@ class Controller:
             rc = self.store.get("ReplicationController", ns, name)
             if rc is not None and rc.get("status") != st:
                 self.store.update_status("ReplicationController", ns, name, st)
+        self._write_endpoints(plan)
+
+    def _write_endpoints(self, plan: ClusterPlan) -> None:
         for (ns, name), e in plan.endpoints.items():
             old = self.store.get("Endpoints", ns, name)
             if old is None or old.get("subsets") != e.get("subsets"):

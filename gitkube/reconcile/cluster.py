@@ -253,6 +253,13 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
                                                     f"node {n!r} (spec.nodeName) is not in the inventory"))
 
     # Endpoints controller over the pods as stored (status from the last sync).
+    plan.endpoint_objects = service_endpoints(pods, services, deleting_uids)
+    plan.endpoints = {k: e.as_dict() for k, e in plan.endpoint_objects.items()}
+    return plan
+
+
+def service_endpoints(pods: list[dict], services: list[dict], deleting_uids: set[str] | frozenset[str] = frozenset()) -> dict:
+    """The Endpoints of every live Service from the pods as stored: Ready pods as addresses, the rest not ready."""
     infos = []
     for s in services:
         if is_deleting(s):
@@ -271,7 +278,4 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
                                   labels=meta(p).get("labels") or {}, ip=st.get("podIP"),
                                   node_name=(p.get("spec") or {}).get("nodeName"), ready=pod_ready(p), phase=pod_phase(p),
                                   deleting=is_deleting(p) or meta(p).get("uid") in deleting_uids, container_ports=cports))
-    for k, e in ep.compute_all_endpoints(infos, eps).items():
-        plan.endpoints[k] = e.as_dict()
-        plan.endpoint_objects[k] = e
-    return plan
+    return dict(ep.compute_all_endpoints(infos, eps))
