@@ -100,6 +100,8 @@ class Controller:
     def close(self) -> None:
         if self.probes is not None:
             self.probes.close()
+        for rt in self.runtimes.values():
+            rt.drain()
         if self.fleet is not None:
             self.fleet.close()
         self.store.close()

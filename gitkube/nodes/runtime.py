@@ -85,6 +85,10 @@ class PodRuntime:
         self.waiting: dict[tuple[str, str], tuple[str, str]] = {}
         self._events: list[EventRecord] = []
         self._lock = threading.Lock()
+        # Pods being terminated: a grace period may last minutes, so terminations run beside the sync pass
+        # (as the kubelet's pod workers do) instead of holding up every other pod on every node.
+        self._terminating: set[str] = set()
+        self._reaper = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"terminate-{handle.name}")
 
     @property
     def node(self) -> str:
@@ -169,9 +173,12 @@ class PodRuntime:
                 observed: list[ObservedContainer]) -> None:
         """Carry out actions: each pod's in order, different pods in parallel."""
         per_pod: dict[str, list[Action]] = {}
-        for a in actions:
-            per_pod.setdefault(a.pod_uid, []).append(a)
         by_pod = group(observed)
+        for a in actions:
+            if isinstance(a, KillPod):
+                self._terminate_in_background(a, by_pod.get(a.pod_uid, {}), works.get(a.pod_uid))
+            else:
+                per_pod.setdefault(a.pod_uid, []).append(a)
 
         def run(uid: str) -> None:
             seen = by_pod.get(uid, {})
@@ -200,6 +207,28 @@ class PodRuntime:
 
         with cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"sync-{self.node}") as pool:
             list(pool.map(run, list(per_pod)))
+
+    def _terminate_in_background(self, a: KillPod, seen, w: PodWork | None) -> None:
+        with self._lock:
+            if a.pod_uid in self._terminating:
+                return  # already under way: its grace period runs on
+            self._terminating.add(a.pod_uid)
+
+        def run() -> None:
+            try:
+                self.kill_pod(a.pod_uid, seen, w, a.grace, a.reason)
+            except Exception as e:  # noqa: BLE001 - the next pass sees what is left and tries again
+                log.warning("node %s: terminating pod %s failed: %s", self.node, a.pod_uid, e)
+            finally:
+                with self._lock:
+                    self._terminating.discard(a.pod_uid)
+
+        self._reaper.submit(run)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for terminations under way (a one-shot `apply` must not exit in the middle of a grace period)."""
+        self._reaper.shutdown(wait=True)
+        self._reaper = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"terminate-{self.node}")
 
     # -- sandbox --------------------------------------------------------------------------------------
     def _labels(self, w: PodWork, container: str, spec_hash: str, restart: int) -> dict[str, str]:
