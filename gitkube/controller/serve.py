@@ -25,6 +25,10 @@ def _watch(repo: str, trigger: threading.Event):
 
     class OnRefChange(FileSystemEventHandler):
         def on_any_event(self, event):
+            # Reading refs (as every pass does) raises opened/closed events on inotify: only changes count,
+            # else each pass would trigger the next one.
+            if event.event_type not in ("created", "modified", "moved", "deleted"):
+                return
             paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "") or ""]
             for p in paths:
                 rel = os.path.relpath(p, gitdir) if p else ""

@@ -50,7 +50,7 @@ class ProbeResult:
 class Fleet:
     """All nodes of the inventory; connections are opened on first use and kept."""
 
-    def __init__(self, nodes: list[NodeConfig], call_timeout: float = 30.0):
+    def __init__(self, nodes: list[NodeConfig], call_timeout: float = 10.0):
         self.nodes: dict[str, NodeHandle] = {}
         for n in nodes:
             ssh = SSHConnection(n.ssh_target())

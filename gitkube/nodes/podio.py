@@ -19,6 +19,7 @@ def stream_logs(h: NodeHandle, cid: str, follow: bool, tail: int):
     """Log bytes of a container (stdout and stderr interleaved), streamed when following."""
     kw = {"stdout": True, "stderr": True, "tail": tail if tail >= 0 else "all"}
     if follow:
+        h.docker.api.timeout = None  # a quiet container is no error: wait for its next line as long as it takes
         yield from h.docker.api.logs(cid, stream=True, follow=True, **kw)
     else:
         yield h.docker.call(h.docker.api.logs, cid, **kw)

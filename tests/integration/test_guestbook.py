@@ -1,14 +1,17 @@
 """Services and the Guestbook end to end on the real 3-node sandbox, through the CLI only: a manifest committed to
 Git, `gitkube apply`/`serve`, an observable outcome polled with a timeout (Kubernetes-e2e style).
 
-ClusterIP across nodes, service env vars (design §6), cluster DNS names, NodePort on
+ClusterIP across nodes, readiness-driven endpoints, service env vars (design §6), cluster DNS names, NodePort on
 every node, then the Guestbook: written through node 1's NodePort, read back through node 3's, a frontend killed
 by hand. The module removes everything it created at the end so later files see an empty fleet."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import eventually, gk
+from tests.integration.conftest import SID, eventually, gk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX = "gitkube/busybox:latest"
@@ -169,6 +172,37 @@ def test_nodeport_answers_on_every_node_from_the_controller(web):
         url = f"http://{web.fleet.node_address(n)}:{WEB_NODEPORT}/"
         seen = {http_get(url) for _ in range(6)}
         assert seen == {"web-n1", "web-n2"}, (n, seen)
+
+
+def test_unready_backend_leaves_the_endpoints_and_comes_back(web):
+    ip1, ip2 = web.pod_ip("web-n1"), web.pod_ip("web-n2")
+    vip = web.cluster_ip("web")
+    serve = subprocess.Popen([sys.executable, "-m", "gitkube", "--state-dir", str(web.state), "serve", *web.src(),
+                              "--resync", "2"], cwd=REPO_ROOT, env={**os.environ, "GITKUBE_SANDBOX_ID": str(SID)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        web.exec("web-n2", "rm", "-f", "/tmp/ready")
+        eventually(lambda: web.endpoint_ips("web") == {ip1}, timeout=30, interval=1, what="web-n2 out of the endpoints")
+        ready = {c["type"]: c["status"] for c in web.get("pods", "web-n2")["status"]["conditions"]}
+        assert ready.get("Ready") == "False", ready
+        # The proxy follows within the same pass; allow a moment for the reload to reach every node.
+        eventually(lambda: set(web.fetch("client", vip, 80, 4)) == {"web-n1"}, timeout=20, interval=1,
+                   what="the proxy dropping web-n2")
+        answers = web.fetch("client", vip, 80, 20)
+        assert answers == ["web-n1"] * 20, answers
+
+        web.exec("web-n2", "touch", "/tmp/ready")
+        eventually(lambda: web.endpoint_ips("web") == {ip1, ip2}, timeout=30, interval=1, what="web-n2 back")
+        eventually(lambda: set(web.fetch("client", vip, 80, 10)) == {"web-n1", "web-n2"}, timeout=20, interval=1,
+                   what="traffic to both again")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait(timeout=10)
+    assert serve.returncode == 0, serve.stderr.read()[-2000:]
 
 
 # -- discovery ----------------------------------------------------------------------------------------------
