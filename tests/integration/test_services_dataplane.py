@@ -110,7 +110,8 @@ def test_clusterip_answers_from_backends_on_two_other_nodes(dp):
     dp.backend("n2")
     dp.backend("n1", "echo")
     res = dp.sync()
-    assert all(r.get("proxy") == "created" and r.get("dns") == "created" for r in res.values()), res
+    # Fresh nodes get the proxy and DNS created; nodes where an earlier test file left them get a new config.
+    assert all(r.get("proxy") in ("created", "reloaded") and r.get("dns") in ("created", "reloaded") for r in res.values()), res
     for n in ("n1", "n2", "n3"):
         lo = dp.sb.nsexec(n, "ip", "-o", "-4", "addr", "show", "dev", "lo").stdout
         assert f"{dp.web_ip}/32" in lo and f"{DNS_IP}/32" in lo
