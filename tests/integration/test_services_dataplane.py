@@ -172,7 +172,7 @@ def test_nodeport_answers_on_every_node_address(dp):
             seen.add(http_get(url))
             return seen >= {"n1", "n2"}
 
-        eventually(both, timeout=5, interval=0.02, what=f"NodePort on {n} answering from n1 and n2")
+        eventually(both, timeout=15, interval=0.05, what=f"NodePort on {n} answering from n1 and n2")
         assert seen == {"n1", "n2"}, (n, seen)
 
 
