@@ -8,15 +8,13 @@ from typing import Literal
 
 import yaml
 
+from gitkube.api.content import authored_content, dict_key
+
 try:  # libyaml when present: the diff renders only changed objects, but may render many
     from yaml import CSafeDumper as _Dumper
 except ImportError:  # pragma: no cover
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
 
-# Metadata the store owns and status: never part of the comparison.
-STORE_METADATA = frozenset({"uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp",
-                            "deletionGracePeriodSeconds", "managedFields", "selfLink"})
-CLUSTER_SCOPED = frozenset({"Node", "Namespace"})
 # Namespaces first (others live in them), then the rest by kind name.
 _KIND_ORDER = {"Namespace": 0}
 
@@ -40,24 +38,9 @@ class ObjectChange:
         return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
 
 
-def object_key(obj: Mapping) -> tuple[str, str, str]:
-    """Decides an object's (kind, namespace, name); namespace '' for cluster-scoped kinds, 'default' when unset."""
-    kind = obj.get("kind", "")
-    meta = obj.get("metadata") or {}
-    ns = "" if kind in CLUSTER_SCOPED else (meta.get("namespace") or "default")
-    return kind, ns, meta.get("name", "")
-
-
-def strip_object(obj: Mapping) -> dict:
-    """Decides the comparable part of an object: everything but status and store-owned metadata."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in STORE_METADATA}
-    if obj.get("kind") in CLUSTER_SCOPED:
-        meta.pop("namespace", None)
-    elif not meta.get("namespace"):
-        meta["namespace"] = "default"
-    out["metadata"] = meta
-    return out
+# The store compares and the diff shows the same thing: what the object's author owns.
+object_key = dict_key
+strip_object = authored_content
 
 
 def with_defaults(obj: dict) -> dict:

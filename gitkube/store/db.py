@@ -12,16 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from gitkube.api.content import CLUSTER_SCOPED, authored_content, dict_key
 from gitkube.store.schema import migrate
 
 DB_FILE = "state.db"
 LOCK_FILE = "lock"
 
-# Kinds without a namespace; everything else defaults to "default".
-CLUSTER_SCOPED = frozenset({"Node", "Namespace"})
-# Metadata the store owns: never taken from Git, never part of a comparison.
-STORE_METADATA = ("uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp",
-                  "managedFields", "selfLink")
 # Status an object starts with when it has none yet (Pods stay Pending until scheduled).
 DEFAULT_STATUS: dict[str, dict] = {
     "Pod": {"phase": "Pending"},
@@ -82,23 +78,12 @@ def now_timestamp(now: datetime | str | None = None) -> str:
 
 def object_key(obj: Mapping) -> ObjectKey:
     """Decides an object's key: (kind, namespace, name), namespace '' when cluster-scoped, else default 'default'."""
-    kind = obj.get("kind", "")
-    meta = obj.get("metadata") or {}
-    ns = "" if kind in CLUSTER_SCOPED else (meta.get("namespace") or "default")
-    return ObjectKey(kind, ns, meta.get("name", ""))
+    return ObjectKey(*dict_key(obj))
 
 
 def desired_content(obj: Mapping) -> dict:
     """Decides the part of an object its author owns: all of it but status and store-owned metadata."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in STORE_METADATA}
-    kind = obj.get("kind", "")
-    if kind in CLUSTER_SCOPED:
-        meta.pop("namespace", None)
-    elif not meta.get("namespace"):
-        meta["namespace"] = "default"
-    out["metadata"] = meta
-    return out
+    return authored_content(obj)
 
 
 def content_hash(value: Any) -> str:
