@@ -1,9 +1,7 @@
 """`apply`, `serve`, `logs`, `exec`: the commands that act on the nodes."""
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 
 from gitkube.cli.common import add_source_args, fail

@@ -1,7 +1,6 @@
 """`gitkube sandbox`: a local test fleet of network-namespace nodes, each with its own sshd and dockerd."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil

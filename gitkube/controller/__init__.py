@@ -25,7 +25,7 @@ from gitkube.reconcile.containerenv import ServiceInfo
 from gitkube.reconcile.nodelifecycle import LifecyclePod, NodeCondition, NodeHeartbeat, node_lifecycle
 from gitkube.reconcile.podsync import PodWork, iso, plan_node
 from gitkube.reconcile.scheduler import Scheduler
-from gitkube.source import SourceError, load_revision
+from gitkube.source import load_revision
 from gitkube.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Controller:
         self.probes = None  # a ProbeManager, set by serve/apply --wait when probes run
         self.services_hook = None  # per-node Services data plane, set when available
         self.lock = threading.RLock()
-        self.last_readiness: dict = {}
+        self._removed_uids: set[str] = set()  # deleted pods whose node showed no container of theirs last sync
 
     def close(self) -> None:
         if self.probes is not None:
@@ -146,7 +146,6 @@ class Controller:
             c = h.get("condition")
             if c:
                 prev_conds[n.name] = NodeCondition(**c)
-        self.store.kv_set("heartbeats", hbs)
         heartbeats = [NodeHeartbeat(node=k, last_success=v.get("last_success"), last_attempt=v.get("last_attempt"),
                                     last_error=v.get("last_error"), runtime_error=bool(v.get("runtime_error")),
                                     registered_at=v.get("registered_at", now)) for k, v in hbs.items()
@@ -231,8 +230,9 @@ class Controller:
         report_results = self._sync_nodes(nodes, ready_nodes, ctx)
         # Readiness seen in this sync moves Endpoints and the proxies now, not one pass later.
         eps = service_endpoints(self.store.list("Pod", namespace="*"), self.store.list("Service", namespace="*"))
-        if dataplane is not None and {k: e.as_dict() for k, e in eps.items()} != plan.endpoints:
-            plan.endpoint_objects, plan.endpoints = eps, {k: e.as_dict() for k, e in eps.items()}
+        ep_dicts = {k: e.as_dict() for k, e in eps.items()}
+        if dataplane is not None and ep_dicts != plan.endpoints:
+            plan.endpoint_objects, plan.endpoints = eps, ep_dicts
             self._write_endpoints(plan)
             dataplane = self._services(plan)
             self._sync_services(nodes, ready_nodes, dataplane, report)
@@ -348,8 +348,6 @@ class Controller:
         for n in self.store.list("Namespace"):
             if is_deleting(n):
                 self.store.delete("Namespace", "", meta(n)["name"])
-
-    _removed_uids: set = set()
 
     # -- services ---------------------------------------------------------------------------------------
     def _services(self, plan: ClusterPlan):

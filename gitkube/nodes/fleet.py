@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -56,7 +55,6 @@ class Fleet:
             ssh = SSHConnection(n.ssh_target())
             self.nodes[n.name] = NodeHandle(n, ssh, NodeDocker(ssh, n.docker_host, timeout=call_timeout))
         self._pool = cf.ThreadPoolExecutor(max_workers=max(4, 2 * len(nodes)), thread_name_prefix="node")
-        self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> NodeHandle:
         return self.nodes[name]

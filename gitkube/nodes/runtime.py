@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from gitkube.api import Pod, cpu_millis, memory_bytes
+from gitkube.api import cpu_millis, memory_bytes
 from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
 from gitkube.nodes.fleet import NodeHandle
 from gitkube.nodes.images import PAUSE_IMAGE
