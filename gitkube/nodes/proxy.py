@@ -6,6 +6,12 @@ Both daemons run in long-lived host-network containers labelled `io.gitkube.mana
 `io.gitkube.role=proxy|dns` (never `io.gitkube.pod.uid`: they are not pods). Files are written with the Docker
 API's put_archive; HAProxy reloads by SIGUSR2 to its master (established connections finish on the old
 worker), dnsmasq re-reads its hosts file on SIGHUP.
+
+A reload is not trusted until it is seen: every configuration carries a status frontend on the node's
+127.0.0.1:10256 (kube-proxy's healthz port) answering with a tag of the configuration it was loaded from, and
+after a start or a reload the tag is read through the node's SSH connection until the new one answers. A signal
+the master lost, or a new worker that failed to start, would otherwise leave the old endpoints served for good
+(the file on the node already matches, so no later pass would reload): it is signalled again, then restarted.
 """
 from __future__ import annotations
 
@@ -39,6 +45,10 @@ HOSTS_DIR = "/etc/gk"
 HOSTS_FILE = f"{HOSTS_DIR}/hosts"
 # How often the addresses on lo are checked even when nothing seems to have changed (someone may have removed them).
 LO_RECHECK_SECONDS = 600.0
+# The proxy's status frontend: kube-proxy's healthz port, on loopback only.
+STATUS_ADDR = ("127.0.0.1", 10256)
+# How long a start or reload may take to be seen before the proxy is signalled again, then restarted.
+RELOAD_SECONDS = 3.0
 
 
 class ProxyError(Exception):
@@ -148,6 +158,8 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
     h = handle
     api, call = h.docker.api, h.docker.call
     cache = _cache(h)
+    tag = _tag(haproxy_cfg)
+    haproxy_cfg = with_status(haproxy_cfg)
     check_haproxy_config(haproxy_cfg)
     specs = _specs(dns_ip)
     changed: dict = {}
@@ -186,14 +198,17 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
 
         # 2. The proxy: its config, then reload (or first start).
         changed.update(_sync_daemon(h, cache, specs["proxy"], current["proxy"], HAPROXY_CFG,
-                                    haproxy_cfg, _reload_haproxy))
+                                    haproxy_cfg, _reload_haproxy, lambda cid: _await_haproxy(h, cid, tag)))
         # 3. DNS.
         changed.update(_sync_daemon(h, cache, specs["dns"], current["dns"], HOSTS_FILE, dns_hosts,
                                     _reload_dnsmasq))
     return changed
 
 
-def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, path: str, text: str, reload) -> dict:
+def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, path: str, text: str, reload,
+                 verify=None) -> dict:
+    """Create/start the daemon or reload it with `text`; `verify(cid)` (if given) returns once the text is in
+    effect, or what else it took, and raises when it cannot be brought there."""
     api, call = h.docker.api, h.docker.call
     digest = _sha(text)
     if c is None:
@@ -201,6 +216,8 @@ def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, pat
         d, name = path.rsplit("/", 1)
         call(api.put_archive, cid, d, _tar_one(name, text.encode()))
         call(api.start, cid)
+        if verify:
+            verify(cid)
         cache.files[(cid, path)] = digest
         return {s.role: "created"}
     cid = c["Id"]
@@ -211,15 +228,20 @@ def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, pat
         cache.files = {k: v for k, v in cache.files.items() if k[0] != cid}
         call(api.restart, cid, timeout=1)
         out[s.role] = "started"
+    # cache.files holds what this process has seen in effect; anything else is looked at on the node.
     known = cache.files.get((cid, path))
-    if known is None:  # this process has not written it: look at what the container holds
+    unseen = known is None
+    if unseen:
         data = _read_file(h, cid, path)
         known = _sha(data.decode(errors="replace")) if data is not None else ""
-        cache.files[(cid, path)] = known
     if known != digest:
         reload(h, cid, text)
-        cache.files[(cid, path)] = digest
         out.setdefault(s.role, "reloaded")
+    if verify and (out or unseen):  # the file may match while the daemon never loaded it: look once
+        how = verify(cid)
+        if how:
+            out[s.role] = how
+    cache.files[(cid, path)] = digest  # only once it is in effect: a failed reload is tried again next pass
     return out
 
 
@@ -233,6 +255,64 @@ def check_haproxy_config(text: str) -> None:
                            timeout=30)
     if r.returncode != 0:
         raise ProxyError(f"HAProxy refuses the rendered configuration: {(r.stdout + r.stderr).strip()[-800:]}")
+
+
+def with_status(cfg: str) -> str:
+    """The configuration as written to a node: `cfg` plus the status frontend answering with its tag."""
+    return (f"{cfg.rstrip()}\n\n# Written by gitkube: answers with this configuration's tag once it is in effect.\n"
+            f"frontend gitkube.status\n    mode http\n    bind {STATUS_ADDR[0]}:{STATUS_ADDR[1]}\n"
+            f"    http-request return status 200 content-type text/plain string \"{_tag(cfg)}\"\n")
+
+
+def _tag(cfg: str) -> str:
+    return "gitkube-proxy " + _sha(cfg)[:16]
+
+
+def served_tag(h: NodeHandle, timeout: float = 1.0) -> str | None:
+    """The tag of the configuration the node's proxy answers with now (None: nothing answers)."""
+    try:
+        chan = h.ssh.open_tcp(*STATUS_ADDR, timeout=timeout)
+    except Exception:  # noqa: BLE001 - refused or unreachable: not in effect (yet)
+        return None
+    try:
+        chan.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chan.settimeout(max(0.05, deadline - time.monotonic()))
+            chunk = chan.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        return body.decode(errors="replace").strip() if head.startswith(b"HTTP/1.") and b" 200 " in head else None
+    except Exception:  # noqa: BLE001 - a timeout or a reset mid-reload
+        return None
+    finally:
+        chan.close()
+
+
+def _await_haproxy(h: NodeHandle, cid: str, want: str) -> str | None:
+    """Wait until the proxy answers with the tag `want`; signal again, then restart, if it does not.
+
+    Returns None when the first start/reload took, else what it took ("reloaded twice", "restarted")."""
+    api, call = h.docker.api, h.docker.call
+    for attempt in ("", "reloaded twice", "restarted"):
+        if attempt == "reloaded twice":
+            log.warning("node %s: the proxy's reload was not seen within %gs; signalling it again", h.name, RELOAD_SECONDS)
+            call(api.kill, cid, signal="SIGUSR2")
+        elif attempt == "restarted":
+            log.warning("node %s: the proxy still serves an older configuration; restarting it", h.name)
+            call(api.restart, cid, timeout=1)
+        deadline = time.monotonic() + RELOAD_SECONDS * (2 if attempt == "restarted" else 1)
+        seen = None
+        while time.monotonic() < deadline:
+            seen = served_tag(h)
+            if seen == want:
+                return attempt or None
+            time.sleep(0.05)
+    raise ProxyError(f"node {h.name}: the proxy does not serve the new configuration (it answers {seen!r}, want "
+                     f"{want!r}) even after a restart; its log says:\n{proxy_logs(h, tail=20)}")
 
 
 def _reload_haproxy(h: NodeHandle, cid: str, text: str) -> None:

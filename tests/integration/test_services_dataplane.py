@@ -3,6 +3,8 @@ every node routing to ready endpoints on other nodes, reloads without dropping c
 node's address, cluster DNS names."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 import urllib.request
@@ -172,8 +174,42 @@ def test_nodeport_answers_on_every_node_address(dp):
             seen.add(http_get(url))
             return seen >= {"n1", "n2"}
 
-        eventually(both, timeout=15, interval=0.05, what=f"NodePort on {n} answering from n1 and n2")
+        try:
+            eventually(both, timeout=15, interval=0.05, what=f"NodePort on {n} answering from n1 and n2")
+        except AssertionError as e:
+            from gitkube.nodes.proxy import proxy_logs
+            h = dp.fleet.nodes[n]
+            cfg = dp.sb.docker(n, "exec", "gitkube-proxy", "cat", "/etc/haproxy/haproxy.cfg").stdout
+            ps = dp.sb.docker(n, "top", "gitkube-proxy").stdout
+            raise AssertionError(f"{e}\nseen={seen}\nprocesses:\n{ps}\nconfig on {n}:\n{cfg}\n"
+                                 f"proxy log:\n{proxy_logs(h)}") from None
         assert seen == {"n1", "n2"}, (n, seen)
+
+
+def test_reload_the_master_never_made_is_noticed_and_the_proxy_restarted(dp):
+    """A reload is checked, not assumed: n2's HAProxy master is frozen, so its SIGUSR2s are never acted on."""
+    from gitkube.nodes.proxy import served_tag
+    ready = {f"{TEST}-web-n1", f"{TEST}-web-n2", f"{TEST}-echo-n1"}
+    dp.sync(ready=ready)
+    before = served_tag(dp.fleet.nodes["n2"])
+    assert before and before.startswith("gitkube-proxy "), before
+    pid = int(dp.sb.docker("n2", "inspect", "-f", "{{.State.Pid}}", "gitkube-proxy").stdout)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        res = dp.sync(ready=ready - {f"{TEST}-web-n1"})
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # restarted, as it should have been
+    assert res["n1"].get("proxy") == "reloaded" and res["n3"].get("proxy") == "reloaded", res
+    assert res["n2"].get("proxy") == "restarted", res
+    after = served_tag(dp.fleet.nodes["n2"])
+    assert after != before and after == served_tag(dp.fleet.nodes["n1"]), (before, after)
+    url = f"http://{dp.sb.node_address('n2')}:{WEB_NODEPORT}/"
+    assert {http_get(url) for _ in range(10)} == {"n2"}
+    # The next pass has nothing to do on n2: what was restarted is now known to be in effect.
+    assert dp.sync(ready=ready - {f"{TEST}-web-n1"})["n2"] == {}
 
 
 def test_cluster_dns_names_resolve_from_a_container(dp):
