@@ -92,6 +92,7 @@ class Controller:
         self.fleet: Fleet | None = None
         self._fleet_key: tuple | None = None
         self.runtimes: dict[str, PodRuntime] = {}
+        self._pulls_saved: dict = {}  # image pull back-off as last written to the store
         self.probes = None  # a ProbeManager, set by serve/apply --wait when probes run
         self.services_hook = None  # per-node Services data plane, set when available
         self.lock = threading.RLock()
@@ -123,6 +124,9 @@ class Controller:
             self.fleet = Fleet(nodes)
             self._fleet_key = key
             self.runtimes = {n: PodRuntime(self.fleet[n]) for n in self.fleet.names()}
+            self._pulls_saved = self.store.kv_get("image_pulls", {}) or {}
+            for n, rt in self.runtimes.items():
+                rt.restore_pull_backoff(self._pulls_saved.get(n, {}))
         return self.fleet
 
     # -- nodes ------------------------------------------------------------------------------------------
@@ -470,6 +474,11 @@ class Controller:
             if self.probes is not None:
                 self.probes.update(name, works.get(name, []), res.observed)
         self._removed_uids = removed
+        # Image pull back-off outlives this process, as restartCount does on the nodes' labels.
+        pulls = {n: b for n, rt in self.runtimes.items() if (b := rt.pull_backoff())}
+        if pulls != self._pulls_saved:
+            self.store.kv_set("image_pulls", pulls)
+            self._pulls_saved = pulls
         return results
 
     # -- dry run ----------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
 from gitkube.nodes.fleet import NodeHandle
 from gitkube.nodes.images import PAUSE_IMAGE
 from gitkube.nodes import hooks
+from gitkube.nodes.ssh import SSHError
 from gitkube.reconcile.containerenv import ServiceInfo, command_line, container_env
+from gitkube.reconcile.volumes import host_path_check
 from gitkube.reconcile.podsync import (
     INFRA,
     Action,
@@ -143,6 +145,16 @@ class PodRuntime:
             error=st.get("Error") or "", ip=ip or None,
         )
 
+    # -- image pull back-off, kept by the controller across processes (a one-shot `apply` is one) -------------
+    def pull_backoff(self) -> dict[str, list]:
+        """Failed pulls: "uid/container" -> [failures, time of the last attempt, message]."""
+        return {f"{u}/{c}": [n, t, m] for (u, c), (n, t, m) in self._pull.items()}
+
+    def restore_pull_backoff(self, saved: dict[str, list]) -> None:
+        for k, (n, t, m) in (saved or {}).items():
+            u, _, c = k.partition("/")
+            self._pull.setdefault((u, c), (int(n), float(t), str(m)))
+
     # -- one pass -------------------------------------------------------------------------------------
     def sync(self, works: list[PodWork], ctx: ClusterContext, now: float | None = None,
              ready: dict[tuple[str, str], bool] | None = None, execute: bool = True) -> SyncResult:
@@ -155,6 +167,9 @@ class PodRuntime:
             self.execute(actions, {w.uid: w for w in works}, ctx, observed)
             observed = self.observe()
         by_pod = group(observed)
+        live = {w.uid for w in works}
+        self._pull = {k: v for k, v in self._pull.items() if k[0] in live}  # a deleted pod's back-off goes with it
+        self.waiting = {k: v for k, v in self.waiting.items() if k[0] in live}
         statuses = {}
         for w in works:
             if w.deleting:
@@ -328,10 +343,34 @@ class PodRuntime:
         self.event(w, "Pulled", f'Successfully pulled image "{c.image}"')
         return True
 
+    def _ensure_host_paths(self, w: PodWork, c) -> bool:
+        """Check (and create, for the *OrCreate types) the hostPath volumes `c` mounts, as the kubelet does
+        before it starts a container; a failed check keeps it waiting in ContainerCreating with FailedMount."""
+        vols = {v.name: v for v in w.pod.spec.volumes or ()}
+        for vm in c.volumeMounts or ():
+            v = vols.get(vm.name)
+            if v is None or v.hostPath is None or not v.hostPath.type:
+                continue
+            path = v.hostPath.path
+            try:
+                create, err = host_path_check(v.hostPath.type, path, self.h.ssh.path_kind(path))
+                if create == "directory":
+                    self.h.ssh.make_dirs(path)
+                elif create == "file":
+                    self.h.ssh.create_file(path)
+            except (OSError, SSHError) as e:  # the node could not be asked, or refused the creation
+                err = f"hostPath type check failed: {path}: {getattr(e, 'strerror', None) or e}"
+            if err:
+                msg = f'MountVolume.SetUp failed for volume "{v.name}" : {err}'
+                self.event(w, "FailedMount", msg, "Warning")  # each retry, as the kubelet's (the store counts them)
+                self.waiting[(w.uid, c.name)] = ("ContainerCreating", msg)
+                return False
+        return True
+
     def start_container(self, w: PodWork, a: StartContainer, infra_id: str, ctx: ClusterContext) -> str | None:
         """Create and start one app container in the pod's namespaces, then run its postStart hook."""
         c = next(c for c in w.pod.spec.containers if c.name == a.container)
-        if not self._ensure_image(w, c):
+        if not self._ensure_image(w, c) or not self._ensure_host_paths(w, c):
             return None
         m, spec = w.pod.metadata, w.pod.spec
         ns = m.namespace or "default"

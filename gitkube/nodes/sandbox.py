@@ -198,6 +198,7 @@ class Sandbox:
                 "UsePAM no",
                 "StrictModes no",
                 "AllowTcpForwarding yes",
+                "Subsystem sftp internal-sftp",  # hostPath type checks
                 "MaxSessions 64",
                 "MaxStartups 64:30:128",
                 f"SetEnv DOCKER_HOST={p.docker_sock}",

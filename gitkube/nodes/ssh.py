@@ -11,6 +11,7 @@ import hashlib
 import logging
 import shlex
 import socket
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class SSHConnection:
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
         self.connects = 0  # how many handshakes were made: a warm connection keeps this at 1
+        self._sftp_client: paramiko.SFTPClient | None = None
 
     # -- connection -------------------------------------------------------------------------
     def transport(self) -> paramiko.Transport:
@@ -209,6 +211,72 @@ class SSHConnection:
             raise SSHError(f"node {self.target.name}: cannot tunnel to {host}:{port}: {e}") from e
         chan.settimeout(timeout)
         return chan
+
+
+    # -- files (SFTP: paths travel as protocol fields, never through a shell) ------------------------------
+    def _sftp(self) -> paramiko.SFTPClient:
+        t = self.transport()
+        with self._lock:
+            c = self._sftp_client
+            if c is not None and c.get_channel() is not None and c.get_channel().get_transport() is t and not c.get_channel().closed:
+                return c
+            try:
+                self._sftp_client = paramiko.SFTPClient.from_transport(t)
+                self._sftp_client.get_channel().settimeout(self.target.connect_timeout * 2)
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                raise SSHError(
+                    f"node {self.target.name}: the SSH server offers no SFTP subsystem, which gitkube needs to check "
+                    f"and create hostPath volumes; enable it (`Subsystem sftp internal-sftp` in sshd_config): {e}"
+                ) from e
+            return self._sftp_client
+
+    def _file_op(self, what: str, fn):
+        try:
+            return fn(self._sftp())
+        except (paramiko.SSHException, EOFError) as e:
+            with self._lock:
+                self._sftp_client = None
+            raise SSHError(f"node {self.target.name}: cannot {what}: {e}") from e
+
+    def path_kind(self, path: str) -> str | None:
+        """What the node has at `path` (following symlinks): directory, file, socket, char, block, other; None if nothing."""
+        def look(sftp):
+            try:
+                return sftp.stat(path).st_mode or 0
+            except FileNotFoundError:
+                return None
+
+        mode = self._file_op(f"look at {path}", look)
+        if mode is None:
+            return None
+        for test, kind in ((stat.S_ISDIR, "directory"), (stat.S_ISREG, "file"), (stat.S_ISSOCK, "socket"),
+                           (stat.S_ISCHR, "char"), (stat.S_ISBLK, "block")):
+            if test(mode):
+                return kind
+        return "other"
+
+    def make_dirs(self, path: str, mode: int = 0o755) -> None:
+        """Create the directory `path` and any missing parents (an existing one is left as it is)."""
+        def mk(sftp):
+            cur = ""
+            for part in [p for p in path.split("/") if p]:
+                cur += "/" + part
+                try:
+                    sftp.stat(cur)
+                except FileNotFoundError:
+                    sftp.mkdir(cur, mode)
+                    sftp.chmod(cur, mode)  # mkdir's mode is filtered by the server's umask
+
+        self._file_op(f"create directory {path}", mk)
+
+    def create_file(self, path: str, mode: int = 0o644) -> None:
+        """Create an empty file at `path` unless something is there (its directory must exist)."""
+        def touch(sftp):
+            with sftp.open(path, "a"):
+                pass
+            sftp.chmod(path, mode)
+
+        self._file_op(f"create file {path}", touch)
 
 
 def read_known_hosts(path: str | Path, host: str, port: int) -> list[str]:

@@ -6,7 +6,11 @@ from __future__ import annotations
 import calendar
 import ipaddress
 import json
+import os
+import queue
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -463,3 +467,134 @@ def test_removed_container_recreated_and_foreign_container_left_alone(cluster, f
         assert st.stdout.split() == [foreign_id, "running", "0"], st.stdout + st.stderr
     finally:
         fleet.docker("n3", "rm", "-f", foreign)
+
+
+# -- (10) images: Never with the image absent, and a pull that fails into back-off ---------------------------------
+def test_image_never_pull_and_pull_back_off(cluster, fleet):
+    never, pull = unique("img-never"), unique("img-pull")
+    # A registry address inside the sandbox (the host's bridge address, nothing listening on 5999): the pull is
+    # refused at once and no packet leaves 198.18.0.0/15.
+    registry = f"198.18.{fleet.sid}.1:5999"
+    f = "images.yaml"
+    cluster.commit({f: [pod(never, "n1", [sh("c", "exec sleep 3600", image="gitkube/absent:never", imagePullPolicy="Never")]),
+                        pod(pull, "n2", [sh("c", "exec sleep 3600", image=f"{registry}/gk-e2e/absent:1",
+                                            imagePullPolicy="IfNotPresent")])]}, "images that are not there")
+    seen: dict[str, set] = {never: set(), pull: set()}
+
+    def both_reasons():
+        ps = cluster.pods()
+        for n in seen:
+            if r := waiting_reason(cstatus(ps[n], "c")):
+                seen[n].add(r)
+            assert phase(ps[n]) == "Pending", ps[n]["status"]
+        return ps if "ErrImageNeverPull" in seen[never] and {"ErrImagePull", "ImagePullBackOff"} <= seen[pull] else None
+
+    pods = cluster.apply_until(both_reasons, passes=10, seconds=60, what="ErrImageNeverPull and ErrImagePull -> ImagePullBackOff")
+    assert seen[never] == {"ErrImageNeverPull"}, seen
+    msg = cstatus(pods[never], "c")["state"]["waiting"]["message"]
+    assert msg == 'Container image "gitkube/absent:never" is not present with pull policy of Never', msg
+    assert {"ErrImagePull", "ImagePullBackOff"} == seen[pull], seen
+    for n in (never, pull):  # not ready, never started: no app container exists on the node
+        assert cstatus(pods[n], "c")["ready"] is False and cstatus(pods[n], "c")["restartCount"] == 0
+    reasons = {e["reason"]: e for e in cluster.events(pull)}
+    assert "Pulling" in reasons and reasons["Failed"]["type"] == "Warning", reasons
+    assert "Failed to pull image" in reasons["Failed"]["message"], reasons["Failed"]
+    ev_never = {e["reason"]: e for e in cluster.events(never)}
+    assert ev_never["ErrImageNeverPull"]["type"] == "Warning" and "Pulling" not in ev_never, ev_never
+    delete_and_check_gone(cluster, [f], {never: ("n1", pods[never]["metadata"]["uid"]),
+                                         pull: ("n2", pods[pull]["metadata"]["uid"])})
+
+
+# -- (11) resource limits reach the container's cgroup; hostPath types checked and created like the kubelet's ------
+def test_resource_limits_and_host_path(cluster, fleet, tmp_path):
+    name, later = unique("limits"), unique("hp-later")
+    data_dir, conf, later_file = tmp_path / "nested" / "data", tmp_path / "conf.txt", tmp_path / "later.txt"
+    f = "limits.yaml"  # the sandbox nodes share this machine's filesystem: the test looks at the node's paths here
+    c = sh("c", "echo written-by-$(POD) > /data/out && exec sleep 3600",
+           env=[{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+           resources={"limits": {"cpu": "250m", "memory": "64Mi"}, "requests": {"cpu": "100m", "memory": "32Mi"}},
+           volumeMounts=[{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/etc/app.conf"}])
+    waits = sh("c", "exec sleep 3600", volumeMounts=[{"name": "later", "mountPath": "/later.txt", "readOnly": True}])
+    cluster.commit({f: [pod(name, "n3", [c], volumes=[
+                            {"name": "data", "hostPath": {"path": str(data_dir), "type": "DirectoryOrCreate"}},
+                            {"name": "conf", "hostPath": {"path": str(conf), "type": "FileOrCreate"}}]),
+                        pod(later, "n3", [waits], volumes=[{"name": "later", "hostPath": {"path": str(later_file),
+                                                                                         "type": "File"}}])]},
+                   "limits and hostPath")
+
+    def settled():
+        ps = cluster.pods()
+        return ps if phase(ps.get(name)) == "Running" and waiting_reason(cstatus(ps.get(later) or {}, "c")) else None
+
+    pods = cluster.apply_until(settled, passes=10, seconds=30, what=f"{name} Running, {later} waiting")
+    uid = pods[name]["metadata"]["uid"]
+    ids = fleet.docker("n3", "ps", "-q", "--filter", f"label=io.gitkube.pod.uid={uid}",
+                       "--filter", "label=io.gitkube.container.name=c").stdout.split()
+    assert len(ids) == 1, ids
+    hc = json.loads(fleet.docker("n3", "inspect", "-f", "{{json .HostConfig}}", ids[0]).stdout)
+    assert hc["NanoCpus"] == 250_000_000 and hc["Memory"] == 64 * 1024 * 1024, hc
+    assert hc["CpuShares"] == 102, hc  # requests.cpu 100m, as the kubelet converts it (milli * 1024 / 1000)
+    # The limit is the kernel's, not only Docker's record of it (cgroup v2 or v1).
+    mem = cluster.exec(name, "c", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || "
+                                              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").strip()
+    assert mem == str(64 * 1024 * 1024), mem
+    # DirectoryOrCreate made the directory and its parents; FileOrCreate made an empty file (Docker alone would
+    # have made a directory there).
+    assert eventually(lambda: (data_dir / "out").exists(), timeout=10, what="the file on the node")
+    assert (data_dir / "out").read_text().strip() == f"written-by-{name}"
+    assert conf.is_file() and conf.stat().st_size == 0 and conf.stat().st_mode & 0o777 == 0o644, conf.stat()
+    assert data_dir.stat().st_mode & 0o777 == 0o755
+
+    # type File with nothing there: waiting in ContainerCreating with the kubelet's FailedMount, until it exists.
+    cs = cstatus(pods[later], "c")
+    msg = f'MountVolume.SetUp failed for volume "later" : hostPath type check failed: {later_file} is not a file'
+    assert cs["state"]["waiting"] == {"reason": "ContainerCreating", "message": msg}, cs
+    assert phase(pods[later]) == "Pending"
+    ev = [e for e in cluster.events(later) if e["reason"] == "FailedMount"]
+    assert ev and ev[0]["type"] == "Warning" and ev[0]["message"] == msg, ev
+    later_file.write_text("now-here\n")
+    pods = cluster.apply_until(lambda: (lambda ps: ps if phase(ps.get(later)) == "Running" else None)(cluster.pods()),
+                               passes=5, seconds=20, what=f"{later} Running once the file exists")
+    assert cluster.exec(later, "c", "cat", "/later.txt").strip() == "now-here"
+
+    delete_and_check_gone(cluster, [f], {name: ("n3", uid), later: ("n3", pods[later]["metadata"]["uid"])})
+    assert (data_dir / "out").read_text().strip() == f"written-by-{name}"  # hostPath data is the node's, not the pod's
+
+
+# -- (12) logs: --tail, and -f streams lines written after it started ------------------------------------------------
+def test_logs_tail_and_follow(cluster, fleet):
+    name = unique("ticker")
+    f = "ticker.yaml"
+    cluster.commit({f: pod(name, "n1", [sh("c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done")])},
+                   "a pod that ticks")
+    p = cluster.apply_until(lambda: (lambda p: p if phase(p) == "Running" else None)(cluster.pod(name)),
+                            passes=10, seconds=30, what=f"{name} Running")
+    eventually(lambda: cluster.logs(name).count("tick-") >= 3, timeout=10, what="three ticks logged")
+    tail = cluster.logs(name, check=True).splitlines()
+    last2 = cluster.gk("logs", name, "--tail", "2", "--inventory", str(fleet.inventory), timeout=60).stdout.splitlines()
+    assert len(last2) == 2 and all(line.startswith("tick-") for line in last2), last2
+    assert int(last2[1][5:]) == int(last2[0][5:]) + 1 and int(last2[0][5:]) >= int(tail[-1][5:]) - 1, (tail[-3:], last2)
+
+    env = {**os.environ, "GITKUBE_SANDBOX_ID": str(fleet.sid)}
+    proc = subprocess.Popen([sys.executable, "-m", "gitkube", "--state-dir", str(cluster.state), "logs", name, "-f",
+                             "--tail", "1", "--inventory", str(fleet.inventory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x.strip()) for x in proc.stdout], daemon=True).start()
+    try:
+        got: list[str] = []
+        deadline = time.monotonic() + 20  # bounded: 5 lines, 20 s at most
+        while len(got) < 5 and time.monotonic() < deadline:
+            try:
+                got.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        assert len(got) == 5 and all(x.startswith("tick-") for x in got), got
+        nums = [int(x[5:]) for x in got]
+        # The --tail 1 line already written, then each new one as it is written: consecutive, none repeated.
+        assert nums == list(range(nums[0], nums[0] + 5)), got
+        assert proc.poll() is None, "logs -f ended while the container still runs"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    delete_and_check_gone(cluster, [f], {name: ("n1", p["metadata"]["uid"])})

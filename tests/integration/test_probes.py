@@ -19,6 +19,7 @@ from gitkube.nodes.inventory import load_inventory
 from gitkube.nodes.probes import ProbeManager
 from gitkube.nodes.runtime import ClusterContext, PodRuntime
 from gitkube.reconcile.podsync import PodWork, parse_time
+from tests.tls_helper import RecordingHandler, serve
 
 IMAGE = "gitkube/busybox:latest"
 HEALTHY_FOR = 60.0
@@ -130,11 +131,23 @@ class Driver:
 
 
 @pytest.fixture(scope="module")
-def probe_run(fleet):
+def tls_server(fleet, tmp_path_factory):
+    """An HTTPS server with a self-signed certificate on the sandbox's host address (198.18.K.1), reached from the
+    nodes' side as any probe target."""
+    srv = serve(f"198.18.{fleet.sid}.1", tmp_path_factory.mktemp("tls"))
+    RecordingHandler.seen.clear()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def probe_run(fleet, tls_server):
     f = Fleet(load_inventory(fleet.inventory))
     nodes = f.names()
     drv = Driver(f, nodes)
     sleep = "sleep 3600"
+    tls_host, tls_port = tls_server.server_address[0], tls_server.server_address[1]
     httpd = "mkdir -p /www && {extra} exec httpd -f -v -p 8080 -h /www"
     http_port = [{"name": "http", "containerPort": 8080}]
     specs = {
@@ -149,6 +162,14 @@ def probe_run(fleet):
         "ready-fail": dict(command=sleep, readiness={"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}),
         "ready-delay": dict(command=sleep, readiness={"exec": {"command": ["true"]}, "initialDelaySeconds": 8, "periodSeconds": 1,
                                                       "timeoutSeconds": 5}),  # a loaded CI machine is no failure
+        # The same HTTPS server probed with scheme HTTPS (Ready: the self-signed certificate is not checked, as the
+        # kubelet does not) and with plain HTTP (never Ready: the scheme is really spoken).
+        "ready-https": dict(command=sleep, readiness={"httpGet": {"host": tls_host, "port": tls_port, "path": "/healthz",
+                                                                  "scheme": "HTTPS", "httpHeaders": [{"name": "X-Probe", "value": "https"}]},
+                                                      "periodSeconds": 1, "timeoutSeconds": 3}),
+        "ready-https-as-http": dict(command=sleep, readiness={"httpGet": {"host": tls_host, "port": tls_port, "path": "/healthz",
+                                                                          "httpHeaders": [{"name": "X-Probe", "value": "http"}]},
+                                                              "periodSeconds": 1, "timeoutSeconds": 3}),
     }
     pods, node_of = {}, {}
     for i, (name, kw) in enumerate(specs.items()):
@@ -231,3 +252,15 @@ def test_readiness_initial_delay(probe_run):
     assert any(5.0 <= s.t - s.started_at < 8.0 for s in not_ready), [round(s.t - s.started_at, 2) for s in not_ready]
     assert all(ready_cond(s.status) == "True" for s in snaps if s.t > ready[0].t)
     assert restarts(probe_run.last("ready-delay")) == 0
+
+
+def test_readiness_https_skips_certificate_checks_and_http_to_tls_fails(probe_run, tls_server):
+    https = [s for s in probe_run.history["ready-https"] if s.status["phase"] == "Running"]
+    assert any(ready_cond(s.status) == "True" for s in https), [ready_cond(s.status) for s in https]
+    assert ("/healthz", "https", "gitkube-probe/1.0") in RecordingHandler.seen  # it did reach the server over TLS
+    plain = [s for s in probe_run.history["ready-https-as-http"] if s.status["phase"] == "Running"]
+    assert plain and all(ready_cond(s.status) == "False" for s in plain)
+    host, port = tls_server.server_address[:2]
+    failed = probe_run.events_of("ready-https-as-http", "Unhealthy")
+    assert failed and all(m.startswith(f'Readiness probe failed: Get "http://{host}:{port}/healthz"') for m in failed), failed
+    assert not [x for x in RecordingHandler.seen if x[1] == "http"]  # plain HTTP never got a request through
