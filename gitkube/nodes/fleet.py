@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,6 +56,9 @@ class Fleet:
             ssh = SSHConnection(n.ssh_target())
             self.nodes[n.name] = NodeHandle(n, ssh, NodeDocker(ssh, n.docker_host, timeout=call_timeout))
         self._pool = cf.ThreadPoolExecutor(max_workers=max(4, 2 * len(nodes)), thread_name_prefix="node")
+        self._probing: dict[str, cf.Future] = {}  # node -> its heartbeat in flight (at most one each)
+        self._last_probe: dict[str, bool] = {}  # node -> whether its last heartbeat succeeded
+        self._probe_lock = threading.Lock()
 
     def __getitem__(self, name: str) -> NodeHandle:
         return self.nodes[name]
@@ -78,8 +82,12 @@ class Fleet:
             self.nodes[name].ssh.close()  # a hung transport is dropped; the next call reconnects
         return out
 
-    def probe(self, timeout: float = 8.0) -> dict[str, ProbeResult]:
-        """One heartbeat of every node (docker info + version over the warm connection), bounded in time."""
+    def probe(self, timeout: float = 8.0, down_timeout: float = 1.0) -> dict[str, ProbeResult]:
+        """One heartbeat of every node (docker info + version over the warm connection), bounded in time.
+
+        A node whose last probe failed is waited for only `down_timeout`: its reconnect attempt goes on in the
+        background, one at a time per node, and a later probe picks up how it ended. So a cut node does not hold
+        every pass (and a push's effect on the healthy nodes) for the full SSH connect timeout."""
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
@@ -87,16 +95,44 @@ class Fleet:
             ver = h.docker.call(h.docker.api.version)
             return ProbeResult(h.name, True, info, ver, "KubeletReady", "docker engine is ready", time.monotonic() - t0)
 
-        res = self.map(one, timeout=timeout)
+        t0 = time.monotonic()
+        futs: dict[str, cf.Future] = {}
+        with self._probe_lock:
+            for name, h in self.nodes.items():
+                f = self._probing.get(name)
+                # A finished attempt is history, unless it is a success of a slow or returning node that came in
+                # since the last look (within `timeout`): then it is this heartbeat.
+                fresh_ok = (self._last_probe.get(name) is False and f is not None and f.done() and f.exception() is None
+                            and time.monotonic() - getattr(f, "finished_at", 0.0) < timeout)
+                if f is None or (f.done() and not fresh_ok):
+                    f = self._probing[name] = self._pool.submit(one, h)
+                    f.add_done_callback(lambda fut: setattr(fut, "finished_at", time.monotonic()))
+                futs[name] = f
+                if fresh_ok:
+                    self._probing.pop(name)  # used once
+        down = {n for n in futs if self._last_probe.get(n) is False}
+        cf.wait([futs[n] for n in down], timeout=down_timeout)
+        cf.wait([f for n, f in futs.items() if n not in down], timeout=max(0.0, timeout - (time.monotonic() - t0)))
         out = {}
-        for name, r in res.items():
-            if isinstance(r, ProbeResult):
-                out[name] = r
+        for name, f in futs.items():
+            if f.done():
+                try:
+                    r = f.result()
+                except Exception as e:  # noqa: BLE001 - reported per node
+                    reason = ("HostKeyMismatch" if isinstance(e, HostKeyError) else
+                              "DockerUnavailable" if isinstance(e, DockerUnavailable) else
+                              "NodeUnreachable" if isinstance(e, (SSHError, TimeoutError, OSError)) else "ProbeError")
+                    r = ProbeResult(name, False, None, None, reason, str(e), time.monotonic() - t0)
+            elif name in down:
+                r = ProbeResult(name, False, None, None, "NodeUnreachable",
+                                f"node {name}: still not answering (a reconnect is under way)", time.monotonic() - t0)
             else:
-                reason = ("HostKeyMismatch" if isinstance(r, HostKeyError) else
-                          "DockerUnavailable" if isinstance(r, DockerUnavailable) else
-                          "NodeUnreachable" if isinstance(r, (SSHError, TimeoutError, OSError)) else "ProbeError")
-                out[name] = ProbeResult(name, False, None, None, reason, str(r), timeout)
+                r = ProbeResult(name, False, None, None, "NodeUnreachable",
+                                f"node {name}: no answer within {timeout:.0f}s", time.monotonic() - t0)
+                # A hung transport is dropped (in the background: a close waits for a connect in progress).
+                self._pool.submit(self.nodes[name].ssh.close)
+            out[name] = r
+            self._last_probe[name] = r.ok
         return out
 
     def close(self) -> None:
