@@ -185,7 +185,9 @@ class Sandbox:
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(p.dir / "ssh_host_ed25519_key")])
         (p.dir / "authorized_keys").write_text(Path(str(self.key_file) + ".pub").read_text())
         os.chmod(p.dir / "authorized_keys", 0o600)
-        (p.dir / "sshd_config").write_text(
+        cfg_path = p.dir / "sshd_config"
+        old_cfg = cfg_path.read_text() if cfg_path.exists() else None
+        cfg_path.write_text(
             "\n".join([
                 f"ListenAddress {p.address}",
                 "Port 22",
@@ -206,6 +208,9 @@ class Sandbox:
                 "",
             ])
         )
+        if _pid_alive(p.dir / "sshd.pid") and old_cfg is not None and old_cfg != cfg_path.read_text():
+            # A sandbox made by an older gitkube: sshd re-reads its configuration on SIGHUP (sessions stay).
+            os.kill(int((p.dir / "sshd.pid").read_text().strip()), signal.SIGHUP)
         if not _pid_alive(p.dir / "sshd.pid"):
             Path("/run/sshd").mkdir(exist_ok=True)
             _run(["nsenter", ns, "/usr/sbin/sshd", "-f", str(p.dir / "sshd_config")])
