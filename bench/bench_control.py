@@ -10,6 +10,8 @@ Run (root): python bench/bench_control.py [--pods 300] [--passes 5] [--pushes 5]
     measured from the start of the push to (1) serve's log line for the pass at the pushed commit (written when
     that pass ends, after it started the pod), (2) the new pod
     in the state DB, (3) that pod Running. The long resync means only the watch on the refs can explain a quick pass.
+(d) --passes passes with every node answering, then node n2 cut off: the first pass after the cut, and the
+    later ones (a node known down is waited for 0.5 s, not the heartbeat timeout).
 The sandbox is brought up at the start and torn down at the end, whatever happens.
 """
 from __future__ import annotations
@@ -108,6 +110,39 @@ def noop_passes(state: Path, repo: Path, inventory: Path, passes: int) -> None:
         print(f"  {n}: Docker API calls in pod sync {s} (target [1]: one list), whole pass incl. heartbeat {a}")
 
 
+def cut_node_passes(state: Path, repo: Path, inventory: Path, fleet_state: Path, sandbox: int, passes: int) -> None:
+    """(d) Pass wall time while a node is cut off: the first pass waits the heartbeat timeout for it; later passes
+    must not (its reconnect runs in the background), or every push would wait for a dead node."""
+    from gitkube.controller import Controller, Source
+
+    ctrl = Controller(str(state), Source(str(repo), None, "manifests", str(inventory)))
+    try:
+        ctrl.reconcile()
+        healthy = []
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            ctrl.reconcile()
+            healthy.append(time.perf_counter() - t0)
+        gk(fleet_state, "sandbox", "--id", str(sandbox), "node", "n2", "cut")
+        try:
+            cut = []
+            for _ in range(passes + 1):
+                t0 = time.perf_counter()
+                rep = ctrl.reconcile()
+                cut.append(time.perf_counter() - t0)
+        finally:
+            gk(fleet_state, "sandbox", "--id", str(sandbox), "node", "n2", "heal")
+        errs = ", ".join(f"{n}: {e[:60]}" for n, e in sorted(rep.node_errors.items())) or "none"
+    finally:
+        ctrl.close()
+    first, later = cut[0], cut[1:]
+    print(f"(d) passes with node n2 cut off ({passes} each; heartbeat timeout {ctrl.probe_timeout:.0f}s):")
+    print(f"  healthy fleet: {fmt(healthy)}")
+    print(f"  first pass after the cut: {first:.3f}s (waits for the heartbeat: the cost every pass paid before)")
+    print(f"  later passes: {fmt(later)} -> {statistics.median(later) / first:.2f}x the first, "
+          f"{statistics.median(later) / statistics.median(healthy):.2f}x a healthy pass; node errors: {errs}")
+
+
 def push_latency(state: Path, base: Path, work: Path, bare: Path, inventory: Path, pushes: int, live_pods: int) -> None:
     from gitkube.store import Store
 
@@ -200,6 +235,7 @@ def main() -> int:
         print(f"deployed {args.pods} pods with `apply --wait` in {time.monotonic() - t0:.1f}s")
         noop_passes(state, bare, inventory, args.passes)
         push_latency(state, base, work, bare, inventory, args.pushes, args.pods)
+        cut_node_passes(state, bare, inventory, fleet_state, args.sandbox, args.passes)
         print("(c) scheduler throughput: see bench/bench_scheduler.py")
     finally:
         gk(fleet_state, "sandbox", "--id", str(args.sandbox), "down", timeout=600, check=False)

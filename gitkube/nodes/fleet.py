@@ -82,7 +82,7 @@ class Fleet:
             self.nodes[name].ssh.close()  # a hung transport is dropped; the next call reconnects
         return out
 
-    def probe(self, timeout: float = 8.0, down_timeout: float = 1.0) -> dict[str, ProbeResult]:
+    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5) -> dict[str, ProbeResult]:
         """One heartbeat of every node (docker info + version over the warm connection), bounded in time.
 
         A node whose last probe failed is waited for only `down_timeout`: its reconnect attempt goes on in the

@@ -232,16 +232,22 @@ class Sandbox:
     def _wait_ready(self, p: NodePlan, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         sock = p.dir / "docker.sock"
+        missing = "nothing checked yet"
         while time.monotonic() < deadline:
-            if sock.exists() and _port_open(p.address, 22):
+            if not sock.exists():
+                missing = f"dockerd's socket {sock} does not exist (dockerd alive: {_pid_alive(p.dir / 'docker.pid')})"
+            elif not _port_open(p.address, 22):
+                missing = f"sshd does not answer on {p.address}:22 (sshd alive: {_pid_alive(p.dir / 'sshd.pid')})"
+            else:
                 try:
                     _run(["docker", "-H", p.docker_sock, "version", "--format", "{{.Server.Version}}"], timeout=10)
                     return
-                except SandboxError:
-                    pass
+                except SandboxError as e:
+                    missing = f"`docker version` failed: {e}"
             time.sleep(0.2)
-        tail = (p.dir / "dockerd.log").read_text(errors="replace")[-2000:] if (p.dir / "dockerd.log").exists() else ""
-        raise SandboxError(f"node {p.name} did not come up within {timeout:.0f}s; dockerd log tail:\n{tail}")
+        log_text = (p.dir / "dockerd.log").read_text(errors="replace") if (p.dir / "dockerd.log").exists() else ""
+        tail = "\n".join([ln for ln in log_text.splitlines() if ln.strip()][-15:])
+        raise SandboxError(f"node {p.name} did not come up within {timeout:.0f}s: {missing}; dockerd log tail:\n{tail}")
 
     def _node_rules(self, p: NodePlan) -> None:
         # Docker's FORWARD policy is DROP and only its published ports pass: let pods on other nodes in.
