@@ -22,6 +22,18 @@ import paramiko
 log = logging.getLogger(__name__)
 
 
+class _RefusedChannelFilter(logging.Filter):
+    """paramiko logs every refused direct-tcpip channel as an error; gitkube raises ConnectionRefusedError for it
+    and reports it where it matters (a failing tcpSocket probe, a proxy not listening yet), so the line is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Secsh channel") and "open FAILED" in msg)
+
+
+logging.getLogger("paramiko.transport").addFilter(_RefusedChannelFilter())
+
+
 class SSHError(Exception):
     """A node could not be reached or refused us; the message says what to do next."""
 
