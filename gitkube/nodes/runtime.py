@@ -31,6 +31,7 @@ from gitkube.reconcile.podsync import (
     group,
     plan_node,
     pod_status,
+    status_hints,
 )
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,11 @@ class PodRuntime:
             self._events.append(EventRecord(w.uid if w else uid, w.key if w else None, reason, message, type_))
 
     # -- observe --------------------------------------------------------------------------------------
-    def observe(self) -> list[ObservedContainer]:
-        """gitkube's containers on this node: one list call, plus an inspect only for what changed."""
+    def observe(self, hints: dict[str, dict] | None = None) -> list[ObservedContainer]:
+        """gitkube's containers on this node: one list call, plus an inspect only for what changed.
+
+        `hints` (podsync.status_hints) stand in for the inspect of a container this process has not seen yet
+        when its state word is still the one the last status recorded."""
         raw = self.h.docker.call(self.api.containers, all=True, filters={"label": f"{MANAGED}=true"})
         out, keep = [], set()
         for c in raw:
@@ -114,6 +118,10 @@ class PodRuntime:
             key = (c["Id"], c.get("State", ""), "")
             keep.add(key)
             o = self._inspect_cache.get(key)
+            if o is None and hints:
+                o = self._from_list(c, hints)
+                if o is not None:
+                    self._inspect_cache[key] = o
             if o is None:
                 try:
                     o = self._from_inspect(self.h.docker.call(self.api.inspect_container, c["Id"]))
@@ -127,6 +135,27 @@ class PodRuntime:
             if k not in keep:
                 del self._inspect_cache[k]
         return out
+
+    @staticmethod
+    def _from_list(c: dict, hints: dict[str, dict]) -> ObservedContainer | None:
+        """A listed container with a still-valid hint as an observation (None: it needs an inspect)."""
+        lab = c.get("Labels") or {}
+        uid, name = lab.get(f"{L}pod.uid"), lab.get(f"{L}container.name", "")
+        if lab.get(MANAGED) != "true" or not uid:
+            return None
+        h = hints.get(c["Id"]) or (hints.get(f"infra:{uid}") if name == INFRA else None)
+        state = c.get("State", "")
+        if h is None or h["state"] != state or state not in ("running", "exited"):
+            return None
+        nets = ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
+        ip = next((n.get("IPAddress") for n in nets if n.get("IPAddress")), None)
+        return ObservedContainer(
+            id=c["Id"], pod_uid=uid, container=name, spec_hash=lab.get(f"{L}container.hash", ""),
+            restart_count=int(lab.get(f"{L}container.restartCount", "0")), state=state,
+            exit_code=h.get("exit_code") if state == "exited" else None, started_at=h.get("started_at"),
+            finished_at=h.get("finished_at"), image=c.get("Image", ""), image_id=h.get("image_id", ""),
+            oom_killed=bool(h.get("oom_killed")), error=h.get("error", ""), ip=ip,
+        )
 
     @staticmethod
     def _from_inspect(i: dict) -> ObservedContainer | None:
@@ -160,7 +189,7 @@ class PodRuntime:
              ready: dict[tuple[str, str], bool] | None = None, execute: bool = True) -> SyncResult:
         """Observe, plan, act, observe what changed, and compute each pod's status."""
         calls0 = self.h.docker.calls
-        observed = self.observe()
+        observed = self.observe(status_hints(works))
         now = now or time.time()
         actions = plan_node(works, observed, now)
         if execute and actions:

@@ -259,6 +259,38 @@ def pod_finished(w: PodWork, seen: dict[str, list[ObservedContainer]]) -> bool:
     return True
 
 
+# -- what the last status says, for a process that has not inspected anything yet -------------------------
+def status_hints(works: list[PodWork]) -> dict[str, dict]:
+    """Container facts the stored statuses recorded (the last report of the kubelet's job), by container id, and
+    the sandbox start by "infra:<pod uid>". A fresh process (every `apply`) rebuilds its view from the one list
+    call plus these, instead of an inspect per container; a container whose Docker state word no longer matches
+    its hint is inspected as before (the hint only stands for a container that has not changed since)."""
+    out: dict[str, dict] = {}
+
+    def cid(x) -> str:
+        return str(x or "").removeprefix("docker://")
+
+    def term(t: dict, image_id: str) -> dict:
+        return {"state": "exited", "exit_code": int(t.get("exitCode", 0)), "started_at": t.get("startedAt"),
+                "finished_at": t.get("finishedAt"), "oom_killed": t.get("reason") == "OOMKilled",
+                "error": t.get("message", ""), "image_id": image_id}
+
+    for w in works:
+        st = w.last_status or {}
+        for cs in st.get("containerStatuses") or ():
+            cur, image_id = cid(cs.get("containerID")), cs.get("imageID", "")
+            state, last = cs.get("state") or {}, cs.get("lastState") or {}
+            if cur and "running" in state and state["running"].get("startedAt"):
+                out[cur] = {"state": "running", "started_at": state["running"]["startedAt"], "image_id": image_id}
+            if "terminated" in state and (k := cid(state["terminated"].get("containerID")) or cur):
+                out[k] = term(state["terminated"], image_id)
+            if "terminated" in last and (k := cid(last["terminated"].get("containerID"))):
+                out.setdefault(k, term(last["terminated"], image_id))
+        if st.get("startTime"):
+            out[f"infra:{w.uid}"] = {"state": "running", "started_at": st["startTime"]}
+    return out
+
+
 # -- status ------------------------------------------------------------------------------------------
 def _terminated(o: ObservedContainer) -> dict:
     reason = "OOMKilled" if o.oom_killed else ("Completed" if o.exit_code == 0 else "Error")

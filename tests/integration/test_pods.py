@@ -598,3 +598,45 @@ def test_logs_tail_and_follow(cluster, fleet):
         proc.kill()
         proc.wait(timeout=10)
     delete_and_check_gone(cluster, [f], {name: ("n1", p["metadata"]["uid"])})
+
+
+# -- (13) a fresh process (every `apply`) sees the nodes with one list call each, not an inspect per container -------
+def test_cold_pass_rebuilds_its_view_from_one_list_call_and_the_stored_status(cluster, fleet):
+    from gitkube.controller import Controller, Source
+
+    run1, run2, done, once = unique("cold-a"), unique("cold-b"), unique("cold-done"), unique("cold-once")
+    f = "cold.yaml"
+    # `once` fails its first run and then runs: an exited container in lastState beside a running one.
+    flaky = sh("c", "if [ -f /data/failed ]; then exec sleep 3600; fi; touch /data/failed; exit 3",
+               volumeMounts=[{"name": "data", "mountPath": "/data"}])
+    cluster.commit({f: [pod(run1, "n1", [sh("c", "exec sleep 3600"), sh("d", "exec sleep 3600")]),
+                        pod(run2, "n2", [sh("c", "exec sleep 3600")]),
+                        pod(done, "n3", [sh("c", "echo done")], restart="Never"),
+                        pod(once, "n3", [flaky], restart="OnFailure", volumes=[{"name": "data", "emptyDir": {}}])]},
+                   "pods for a cold pass")
+
+    def settled():
+        ps = cluster.pods()
+        ok = (all(phase(ps.get(n)) == "Running" for n in (run1, run2, once)) and phase(ps.get(done)) == "Succeeded"
+              and cstatus(ps[once], "c").get("restartCount") == 1)
+        return ps if ok else None
+
+    before = cluster.apply_until(settled, passes=20, seconds=60, what="pods settled")
+    cluster.apply()  # one more pass: the statuses written are the steady ones
+    before = cluster.pods()
+    assert (cstatus(before[once], "c").get("lastState") or {}).get("terminated", {}).get("exitCode") == 3, before[once]
+
+    ctrl = Controller(str(cluster.state), Source(str(cluster.repo), None, "manifests", str(fleet.inventory)))
+    try:
+        rep = ctrl.reconcile()
+    finally:
+        ctrl.close()
+    assert not rep.node_errors and not any(rep.node_actions.values()), rep.summary()
+    # The pod sync of each node: the one list call, no inspect (7 app and 4 infra containers are there).
+    assert rep.api_calls == {"n1": 1, "n2": 1, "n3": 1}, rep.api_calls
+    after = cluster.pods()
+    for n in (run1, run2, done, once):
+        keep = ("phase", "podIP", "startTime", "containerStatuses")
+        assert {k: after[n]["status"].get(k) for k in keep} == {k: before[n]["status"].get(k) for k in keep}, n
+    delete_and_check_gone(cluster, [f], {n: (before[n]["spec"]["nodeName"], before[n]["metadata"]["uid"])
+                                         for n in (run1, run2, done, once)})

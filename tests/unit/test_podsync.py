@@ -23,6 +23,7 @@ from gitkube.reconcile.podsync import (
     pod_finished,
     pod_status,
     should_restart,
+    status_hints,
 )
 
 T0 = 1_800_000_000.0
@@ -236,3 +237,31 @@ def test_never_started_container_is_replaced_under_the_same_restart_count():
     created = ObservedContainer(id="x", pod_uid="u", container="c", spec_hash="h", restart_count=0, state="created")
     acts = plan_node([PodWork(pod, "u")], [infra, created], now=1e9)
     assert acts == [RemoveContainer("u", "x"), StartContainer("u", "c", 0, "resume interrupted start")]
+
+
+# -- hints: what a fresh process takes from the stored status instead of inspecting -----------------------------
+def test_status_hints_carry_what_the_status_was_computed_from():
+    w = work(containers=("c", "d"))
+    obs = [infra(), app(w, "c", restart=1, started=T0 - 20),
+           app(w, "c", restart=0, state="exited", exit_code=3, started=T0 - 60, finished=T0 - 30),
+           app(w, "d", restart=0, state="exited", exit_code=137, started=T0 - 60, finished=T0 - 5)]
+    obs[3] = ObservedContainer(**{**obs[3].__dict__, "oom_killed": True, "image_id": "docker-pullable://sha256:ab"})
+    st = pod_status(w, group(obs)[UID], T0, "198.18.6.11")
+    hints = status_hints([PodWork(w.pod, UID, last_status=st)])
+    assert hints["c-1"] == {"state": "running", "started_at": ts(T0 - 20), "image_id": ""}
+    assert hints["c-0"] == {"state": "exited", "exit_code": 3, "started_at": ts(T0 - 60), "finished_at": ts(T0 - 30),
+                            "oom_killed": False, "error": "", "image_id": ""}
+    assert hints["d-0"]["exit_code"] == 137 and hints["d-0"]["oom_killed"] is True
+    assert hints["d-0"]["image_id"] == "docker-pullable://sha256:ab"
+    assert hints[f"infra:{UID}"] == {"state": "running", "started_at": ts(T0 - 100)}
+    # Rebuilt from the hints, the same containers give the same status: a cold pass writes nothing new.
+    rebuilt = [ObservedContainer(id=o.id, pod_uid=UID, container=o.container, spec_hash=o.spec_hash,
+                                 restart_count=o.restart_count, state=o.state, ip=o.ip,
+                                 **{k: v for k, v in hints[o.id if o.container != INFRA else f"infra:{UID}"].items()
+                                    if k != "state"}) for o in obs]
+    w2 = PodWork(w.pod, UID, last_status=st)
+    assert pod_status(w2, group(rebuilt)[UID], T0, "198.18.6.11") == pod_status(w2, group(obs)[UID], T0, "198.18.6.11")
+
+
+def test_no_status_no_hints():
+    assert status_hints([work()]) == {}
