@@ -114,6 +114,8 @@ class PodRuntime:
         raw = self.h.docker.call(self.api.containers, all=True, filters={"label": f"{MANAGED}=true"})
         out, keep = [], set()
         for c in raw:
+            if f"{L}pod.uid" not in (c.get("Labels") or {}):
+                continue  # gitkube's own system containers (proxy, DNS, tools): not pods, never inspected here
             # "Status" text ("Up 3 seconds") changes every call; the state word changes only on a transition.
             key = (c["Id"], c.get("State", ""), "")
             keep.add(key)
