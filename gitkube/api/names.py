@@ -16,37 +16,34 @@ LABEL_MAX = 63
 SUBDOMAIN_MAX = 253
 
 
+def _length_and_pattern(value: str, max_len: int, pattern: re.Pattern, rule: str) -> list[str]:
+    errs = []
+    if len(value) > max_len:
+        errs.append(f"must be no more than {max_len} characters")
+    if not pattern.match(value):
+        errs.append(rule)
+    return errs
+
+
 def dns1123_label(value: str) -> list[str]:
     """Decides whether `value` is a DNS-1123 label (container, volume, namespace names); returns the reasons if not."""
-    errs = []
-    if len(value) > LABEL_MAX:
-        errs.append(f"must be no more than {LABEL_MAX} characters")
-    if not DNS1123_LABEL.match(value):
-        errs.append("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                    "and must start and end with an alphanumeric character")
-    return errs
+    return _length_and_pattern(value, LABEL_MAX, DNS1123_LABEL,
+                               "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                               "and must start and end with an alphanumeric character")
 
 
 def dns1123_subdomain(value: str) -> list[str]:
     """Decides whether `value` is a DNS-1123 subdomain (most object names); returns the reasons if not."""
-    errs = []
-    if len(value) > SUBDOMAIN_MAX:
-        errs.append(f"must be no more than {SUBDOMAIN_MAX} characters")
-    if not DNS1123_SUBDOMAIN.match(value):
-        errs.append("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                    "and must start and end with an alphanumeric character")
-    return errs
+    return _length_and_pattern(value, SUBDOMAIN_MAX, DNS1123_SUBDOMAIN,
+                               "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                               "'-' or '.', and must start and end with an alphanumeric character")
 
 
 def dns1035_label(value: str) -> list[str]:
     """Decides whether `value` is a DNS-1035 label (Service names); returns the reasons if not."""
-    errs = []
-    if len(value) > LABEL_MAX:
-        errs.append(f"must be no more than {LABEL_MAX} characters")
-    if not DNS1035_LABEL.match(value):
-        errs.append("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-                    "start with an alphabetic character, and end with an alphanumeric character")
-    return errs
+    return _length_and_pattern(value, LABEL_MAX, DNS1035_LABEL,
+                               "a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+                               "start with an alphabetic character, and end with an alphanumeric character")
 
 
 def iana_svc_name(value: str) -> list[str]:

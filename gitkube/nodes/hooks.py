@@ -61,11 +61,10 @@ def http_get(h: NodeHandle, host: str, port: int, path: str, headers: list[tuple
     """An HTTP(S) GET from the node; success is a status from 200 to 399.
 
     HTTPS is spoken over the same SSH channel and, as the kubelet's probes do, skips certificate verification."""
-    url = f"{scheme.lower()}://{host}:{port}{path}"
     try:
         chan = h.ssh.open_tcp(host, port, timeout=timeout)
     except Exception as e:  # noqa: BLE001
-        return False, f'Get "{url}": {e}'
+        return False, f'Get "{_url(scheme, host, port, path)}": {e}'
     try:
         return http_get_over(chan, host, port, path, headers, timeout, scheme)
     finally:
@@ -74,28 +73,39 @@ def http_get(h: NodeHandle, host: str, port: int, path: str, headers: list[tuple
 
 def http_get_over(chan, host: str, port: int, path: str, headers: list[tuple[str, str]], timeout: float,
                   scheme: str = "HTTP") -> tuple[bool, str]:
-    """The GET itself, over an open stream with sendall/recv/settimeout (an SSH channel, or a socket in tests)."""
-    url = f"{scheme.lower()}://{host}:{port}{path}"
-    deadline = time.monotonic() + timeout
+    """The probe's GET over an open stream with sendall/recv/settimeout (an SSH channel, or a socket in tests)."""
+    url = _url(scheme, host, port, path)
     try:
-        conn = _TLS(chan, host, deadline) if scheme == "HTTPS" else _Plain(chan, deadline)
-        hdrs = "".join(f"{k}: {v}\r\n" for k, v in headers)
-        req = f"GET {path or '/'} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: gitkube-probe/1.0\r\n{hdrs}Connection: close\r\n\r\n"
-        conn.send(req.encode())
-        buf = b""
-        while b"\r\n" not in buf and time.monotonic() < deadline:
-            chunk = conn.recv()
-            if not chunk:
-                break
-            buf += chunk
-        line = buf.split(b"\r\n", 1)[0].decode(errors="replace")
-        parts = line.split()
-        if len(parts) < 2 or not parts[1].isdigit():
-            return False, f'Get "{url}": malformed or no response ({line[:80]!r})'
-        code = int(parts[1])
-        return (200 <= code < 400), f"HTTP probe failed with statuscode: {code}" if not 200 <= code < 400 else f"{code}"
+        line, _ = get_over(chan, host, port, path, headers, timeout, scheme)
     except Exception as e:  # noqa: BLE001 - a timeout, a reset or a failed handshake is a failure
         return False, f'Get "{url}": {e}'
+    parts = line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return False, f'Get "{url}": malformed or no response ({line[:80]!r})'
+    code = int(parts[1])
+    return (200 <= code < 400), f"HTTP probe failed with statuscode: {code}" if not 200 <= code < 400 else f"{code}"
+
+
+def get_over(chan, host: str, port: int, path: str, headers: list[tuple[str, str]], timeout: float,
+             scheme: str = "HTTP", body: bool = False) -> tuple[str, bytes]:
+    """An HTTP/1.0 GET over an open stream: (its status line, and with `body` what follows the headers, read to
+    the end). Raises on a timeout, a reset or a failed TLS handshake."""
+    deadline = time.monotonic() + timeout
+    conn = _TLS(chan, host, deadline) if scheme == "HTTPS" else _Plain(chan, deadline)
+    hdrs = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    req = f"GET {path or '/'} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: gitkube-probe/1.0\r\n{hdrs}Connection: close\r\n\r\n"
+    conn.send(req.encode())
+    buf = b""
+    while (body or b"\r\n" not in buf) and time.monotonic() < deadline:
+        chunk = conn.recv()
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\r\n", 1)[0].decode(errors="replace"), buf.partition(b"\r\n\r\n")[2] if body else b""
+
+
+def _url(scheme: str, host: str, port: int, path: str) -> str:
+    return f"{scheme.lower()}://{host}:{port}{path}"
 
 
 class _Plain:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from gitkube.nodes import appimages
 from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
 from gitkube.nodes.fleet import NodeHandle
+from gitkube.nodes.hooks import get_over
 from gitkube.nodes.images import MANAGED_LABEL, ImageArchive
 from gitkube.nodes.netprep import ROLE_LABEL, sync_lo_addresses
 
@@ -275,21 +276,12 @@ def served_tag(h: NodeHandle, timeout: float = 1.0) -> str | None:
     except Exception:  # noqa: BLE001 - refused or unreachable: not in effect (yet)
         return None
     try:
-        chan.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            chan.settimeout(max(0.05, deadline - time.monotonic()))
-            chunk = chan.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
-        return body.decode(errors="replace").strip() if head.startswith(b"HTTP/1.") and b" 200 " in head else None
+        line, body = get_over(chan, *STATUS_ADDR, "/", [], timeout, body=True)
     except Exception:  # noqa: BLE001 - a timeout or a reset mid-reload
         return None
     finally:
         chan.close()
+    return body.decode(errors="replace").strip() if line.split()[1:2] == ["200"] else None
 
 
 def _await_haproxy(h: NodeHandle, cid: str, want: str) -> str | None:

@@ -77,6 +77,20 @@ def docker_name(*parts: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", "_".join(parts))
 
 
+def _label_fields(lab: dict) -> dict:
+    """What a pod container's labels say of it (list and inspect carry the same labels)."""
+    return {"pod_uid": lab[f"{L}pod.uid"], "container": lab.get(f"{L}container.name", ""),
+            "spec_hash": lab.get(f"{L}container.hash", ""),
+            "restart_count": int(lab.get(f"{L}container.restartCount", "0"))}
+
+
+def _ip(net: dict | None) -> str | None:
+    """A container's IP from its NetworkSettings (inspect's top-level field, or its first network's)."""
+    net = net or {}
+    return net.get("IPAddress") or next((n.get("IPAddress") for n in (net.get("Networks") or {}).values()
+                                         if n.get("IPAddress")), None)
+
+
 class PodRuntime:
     """One node's pods. Keeps only caches that a fresh instance can rebuild from the node's labels."""
 
@@ -120,17 +134,15 @@ class PodRuntime:
             key = (c["Id"], c.get("State", ""), "")
             keep.add(key)
             o = self._inspect_cache.get(key)
-            if o is None and hints:
-                o = self._from_list(c, hints)
-                if o is not None:
-                    self._inspect_cache[key] = o
             if o is None:
-                try:
-                    o = self._from_inspect(self.h.docker.call(self.api.inspect_container, c["Id"]))
-                except NotFound:
-                    continue
+                o = self._from_list(c, hints) if hints else None
                 if o is None:
-                    continue
+                    try:
+                        o = self._from_inspect(self.h.docker.call(self.api.inspect_container, c["Id"]))
+                    except NotFound:
+                        continue
+                    if o is None:
+                        continue
                 self._inspect_cache[key] = o
             out.append(o)
         for k in list(self._inspect_cache):
@@ -142,21 +154,16 @@ class PodRuntime:
     def _from_list(c: dict, hints: dict[str, dict]) -> ObservedContainer | None:
         """A listed container with a still-valid hint as an observation (None: it needs an inspect)."""
         lab = c.get("Labels") or {}
-        uid, name = lab.get(f"{L}pod.uid"), lab.get(f"{L}container.name", "")
-        if lab.get(MANAGED) != "true" or not uid:
-            return None
-        h = hints.get(c["Id"]) or (hints.get(f"infra:{uid}") if name == INFRA else None)
+        ids = _label_fields(lab)
+        h = hints.get(c["Id"]) or (hints.get(f"infra:{ids['pod_uid']}") if ids["container"] == INFRA else None)
         state = c.get("State", "")
         if h is None or h["state"] != state or state not in ("running", "exited"):
             return None
-        nets = ((c.get("NetworkSettings") or {}).get("Networks") or {}).values()
-        ip = next((n.get("IPAddress") for n in nets if n.get("IPAddress")), None)
         return ObservedContainer(
-            id=c["Id"], pod_uid=uid, container=name, spec_hash=lab.get(f"{L}container.hash", ""),
-            restart_count=int(lab.get(f"{L}container.restartCount", "0")), state=state,
-            exit_code=h.get("exit_code") if state == "exited" else None, started_at=h.get("started_at"),
-            finished_at=h.get("finished_at"), image=c.get("Image", ""), image_id=h.get("image_id", ""),
-            oom_killed=bool(h.get("oom_killed")), error=h.get("error", ""), ip=ip,
+            id=c["Id"], **ids, state=state, exit_code=h.get("exit_code") if state == "exited" else None,
+            started_at=h.get("started_at"), finished_at=h.get("finished_at"), image=c.get("Image", ""),
+            image_id=h.get("image_id", ""), oom_killed=bool(h.get("oom_killed")), error=h.get("error", ""),
+            ip=_ip(c.get("NetworkSettings")),
         )
 
     @staticmethod
@@ -165,15 +172,12 @@ class PodRuntime:
         if lab.get(MANAGED) != "true" or f"{L}pod.uid" not in lab:
             return None
         st = i["State"]
-        net = i.get("NetworkSettings") or {}
-        ip = net.get("IPAddress") or next((n.get("IPAddress") for n in (net.get("Networks") or {}).values() if n.get("IPAddress")), None)
         return ObservedContainer(
-            id=i["Id"], pod_uid=lab[f"{L}pod.uid"], container=lab.get(f"{L}container.name", ""),
-            spec_hash=lab.get(f"{L}container.hash", ""), restart_count=int(lab.get(f"{L}container.restartCount", "0")),
-            state=st.get("Status", ""), exit_code=st.get("ExitCode") if st.get("Status") in ("exited", "dead") else None,
+            id=i["Id"], **_label_fields(lab), state=st.get("Status", ""),
+            exit_code=st.get("ExitCode") if st.get("Status") in ("exited", "dead") else None,
             started_at=st.get("StartedAt"), finished_at=st.get("FinishedAt"), image=i["Config"].get("Image", ""),
             image_id=f"docker-pullable://{i.get('Image', '')}" if i.get("Image") else "", oom_killed=bool(st.get("OOMKilled")),
-            error=st.get("Error") or "", ip=ip or None,
+            error=st.get("Error") or "", ip=_ip(i.get("NetworkSettings")),
         )
 
     # -- image pull back-off, kept by the controller across processes (a one-shot `apply` is one) -------------

@@ -187,28 +187,27 @@ class Sandbox:
         os.chmod(p.dir / "authorized_keys", 0o600)
         cfg_path = p.dir / "sshd_config"
         old_cfg = cfg_path.read_text() if cfg_path.exists() else None
-        cfg_path.write_text(
-            "\n".join([
-                f"ListenAddress {p.address}",
-                "Port 22",
-                f"HostKey {p.dir}/ssh_host_ed25519_key",
-                f"PidFile {p.dir}/sshd.pid",
-                f"AuthorizedKeysFile {p.dir}/authorized_keys",
-                "PermitRootLogin prohibit-password",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "UsePAM no",
-                "StrictModes no",
-                "AllowTcpForwarding yes",
-                "Subsystem sftp internal-sftp",  # hostPath type checks
-                "MaxSessions 64",
-                "MaxStartups 64:30:128",
-                f"SetEnv DOCKER_HOST={p.docker_sock}",
-                "LogLevel ERROR",
-                "",
-            ])
-        )
-        if _pid_alive(p.dir / "sshd.pid") and old_cfg is not None and old_cfg != cfg_path.read_text():
+        cfg = "\n".join([
+            f"ListenAddress {p.address}",
+            "Port 22",
+            f"HostKey {p.dir}/ssh_host_ed25519_key",
+            f"PidFile {p.dir}/sshd.pid",
+            f"AuthorizedKeysFile {p.dir}/authorized_keys",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            "AllowTcpForwarding yes",
+            "Subsystem sftp internal-sftp",  # hostPath type checks
+            "MaxSessions 64",
+            "MaxStartups 64:30:128",
+            f"SetEnv DOCKER_HOST={p.docker_sock}",
+            "LogLevel ERROR",
+            "",
+        ])
+        cfg_path.write_text(cfg)
+        if old_cfg not in (None, cfg) and _pid_alive(p.dir / "sshd.pid"):
             # A sandbox made by an older gitkube: sshd re-reads its configuration on SIGHUP (sessions stay).
             os.kill(int((p.dir / "sshd.pid").read_text().strip()), signal.SIGHUP)
         if not _pid_alive(p.dir / "sshd.pid"):

@@ -156,6 +156,16 @@ def _tiebreak(pod_crc: int, entry: _Entry) -> int:
     return zlib.crc32(entry.name_b, pod_crc)
 
 
+def _first_failure(predicates, pod: PodInfo, e: _Entry) -> list[str]:
+    """The reasons of the first predicate `e`'s node fails for `pod` (empty: it passes them all), as Kubernetes
+    reports one reason per node."""
+    for pred in predicates:
+        failed = pred(pod, e.node, e.usage)
+        if failed:
+            return failed
+    return []
+
+
 class Scheduler:
     """Decides the node of each pending pod; see the module docstring for the rules."""
 
@@ -215,11 +225,9 @@ class Scheduler:
         if c is None:
             ok, reasons = [], Counter()
             for e in entries:
-                for pred in self._static_predicates:
-                    failed = pred(pod, e.node, e.usage)
-                    if failed:
-                        reasons.update(failed)
-                        break
+                failed = _first_failure(self._static_predicates, pod, e)
+                if failed:
+                    reasons.update(failed)
                 else:
                     ok.append(e)
             c = cache[key] = _Candidates(ok, reasons)
@@ -284,11 +292,7 @@ class Scheduler:
         if not feasible:
             reasons = Counter(cands.static_reasons)
             for e in failed:
-                for pred in self._dynamic_predicates:
-                    why = pred(pod, e.node, e.usage)
-                    if why:
-                        reasons.update(why)
-                        break
+                reasons.update(_first_failure(self._dynamic_predicates, pod, e))
             return ScheduleResult(pod.uid, None, reasons, (), num_nodes)
 
         # Pass 2: SelectorSpreadPriority needs the busiest feasible node, then pick the best.
