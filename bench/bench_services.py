@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gitkube.api import parse_object  # noqa: E402
-from gitkube.nodes import appimages  # noqa: E402
-from gitkube.nodes.fleet import Fleet  # noqa: E402
-from gitkube.nodes.imageship import ship  # noqa: E402
+from gitkube.nodes.images import app as appimages  # noqa: E402
+from gitkube.nodes.transport.fleet import Fleet  # noqa: E402
+from gitkube.nodes.images.ship import ship  # noqa: E402
 from gitkube.nodes.inventory import load_inventory  # noqa: E402
-from gitkube.nodes.proxy import sync_services  # noqa: E402
+from gitkube.nodes.dataplane.proxy import sync_services  # noqa: E402
 from gitkube.reconcile.endpoints import EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints  # noqa: E402
 from gitkube.reconcile.services import plan_dataplane  # noqa: E402
 

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 
-from gitkube.nodes.docker_api import NodeDocker
+from gitkube.nodes.transport.docker_api import NodeDocker
 from gitkube.nodes.inventory import load_inventory
-from gitkube.nodes.sandbox import Sandbox
-from gitkube.nodes.ssh import SSHConnection
+from gitkube.sandbox.netns import Sandbox
+from gitkube.nodes.transport.ssh import SSHConnection
 
 
 def ms(xs):

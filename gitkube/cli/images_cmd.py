@@ -49,7 +49,7 @@ def register(sub) -> None:
 
 
 def _names() -> list[str]:
-    from gitkube.nodes.appimages import BUILDERS
+    from gitkube.nodes.images.app import BUILDERS
 
     return list(BUILDERS)
 
@@ -62,7 +62,7 @@ def _node_args(p) -> None:
 
 def _fleet(args):
     from gitkube.api.errors import InvalidInput
-    from gitkube.nodes.fleet import Fleet
+    from gitkube.nodes.transport.fleet import Fleet
     from gitkube.nodes.inventory import load_inventory
 
     try:
@@ -81,7 +81,7 @@ class _CliError(Exception):
 
 
 def _build(names: list[str]):
-    from gitkube.nodes.appimages import BUILDERS, build, builtin_name
+    from gitkube.nodes.images.app import BUILDERS, build, builtin_name
 
     out = []
     for n in names:
@@ -95,7 +95,7 @@ def _build(names: list[str]):
 
 
 def cmd_build(args) -> int:
-    from gitkube.nodes.images import ImageBuildError
+    from gitkube.nodes.images.archive import ImageBuildError
 
     try:
         built = _build(args.names or _names())
@@ -115,7 +115,7 @@ def cmd_build(args) -> int:
 
 def archive_from_tar(path: str):
     """An ImageArchive for a `docker save` tar file: its tag and the image ID (the digest of its config)."""
-    from gitkube.nodes.images import ImageArchive
+    from gitkube.nodes.images.archive import ImageArchive
 
     data = Path(path).read_bytes()
     try:
@@ -134,8 +134,8 @@ def archive_from_tar(path: str):
 
 
 def cmd_load(args) -> int:
-    from gitkube.nodes.imageship import ship
-    from gitkube.nodes.images import ImageBuildError
+    from gitkube.nodes.images.ship import ship
+    from gitkube.nodes.images.archive import ImageBuildError
 
     try:
         archives = []

@@ -125,7 +125,7 @@ def cmd_apply(args) -> int:
             return 1
         if not args.wait:
             return 0
-        from gitkube.nodes.probes import ProbeManager
+        from gitkube.nodes.kubelet.probes import ProbeManager
 
         ctrl.probes = ProbeManager(ctrl.fleet, ctrl.runtimes, on_event=_probe_event(ctrl), wake=lambda: None)
         deadline = time.monotonic() + args.timeout
@@ -193,7 +193,7 @@ def _find_pod(args):
 
 
 def _node_handle(args, node):
-    from gitkube.nodes.fleet import Fleet
+    from gitkube.nodes.transport.fleet import Fleet
     from gitkube.nodes.inventory import load_inventory
 
     nodes = [n for n in load_inventory(args.inventory) if n.name == node]
@@ -203,7 +203,7 @@ def _node_handle(args, node):
 
 
 def cmd_logs(args) -> int:
-    from gitkube.nodes.podio import container_for, stream_logs
+    from gitkube.nodes.kubelet.podio import container_for, stream_logs
 
     pod, node, c = _find_pod(args)
     h = _node_handle(args, node)
@@ -218,7 +218,7 @@ def cmd_logs(args) -> int:
 
 
 def cmd_exec(args) -> int:
-    from gitkube.nodes.podio import container_for, exec_stream
+    from gitkube.nodes.kubelet.podio import container_for, exec_stream
 
     pod, node, c = _find_pod(args)
     h = _node_handle(args, node)

@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def _sandbox(args):
-    from gitkube.nodes.sandbox import Sandbox
+    from gitkube.sandbox.netns import Sandbox
 
     return Sandbox(_sid(args))
 
@@ -57,7 +57,7 @@ def _fail(e) -> int:
 
 
 def cmd_up(args) -> int:
-    from gitkube.nodes.sandbox import SandboxError
+    from gitkube.sandbox.netns import SandboxError
 
     sb = _sandbox(args)
     try:
@@ -69,9 +69,9 @@ def cmd_up(args) -> int:
     copy = state / "sandbox" / "inventory.yaml"
     shutil.copyfile(inv, copy)
     if not args.no_images:
-        from gitkube.nodes.fleet import Fleet
-        from gitkube.nodes.images import busybox_image, pause_image
-        from gitkube.nodes.imageship import ship
+        from gitkube.nodes.transport.fleet import Fleet
+        from gitkube.nodes.images.archive import busybox_image, pause_image
+        from gitkube.nodes.images.ship import ship
         from gitkube.nodes.inventory import load_inventory
 
         fleet = Fleet(load_inventory(inv))
@@ -86,7 +86,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from gitkube.nodes.sandbox import SandboxError
+    from gitkube.sandbox.netns import SandboxError
 
     try:
         _sandbox(args).down(progress=lambda m: print(m, file=sys.stderr))
@@ -114,7 +114,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_node(args) -> int:
-    from gitkube.nodes.sandbox import SandboxError
+    from gitkube.sandbox.netns import SandboxError
 
     sb = _sandbox(args)
     try:

@@ -248,7 +248,7 @@ def _select(args):
 
 def _live_nodes(inventory: str, store) -> list[dict]:
     """Node objects from a probe of every inventory node now (bounded in time; unreachable ones NotReady)."""
-    from gitkube.nodes.fleet import Fleet, node_object
+    from gitkube.nodes.transport.fleet import Fleet, node_object
     from gitkube.nodes.inventory import load_inventory
 
     nodes = load_inventory(inventory)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from gitkube.api import parse_object, to_k8s
 from gitkube.api.errors import InvalidInput
-from gitkube.nodes.fleet import Fleet, ProbeResult, node_object
+from gitkube.nodes.transport.fleet import Fleet, ProbeResult, node_object
 from gitkube.nodes.inventory import NodeConfig, load_inventory
-from gitkube.nodes.runtime import ClusterContext, PodRuntime, SyncResult
+from gitkube.nodes.kubelet.runtime import ClusterContext, PodRuntime, SyncResult
 from gitkube.reconcile.cluster import (
     ClusterPlan,
     is_deleting,
@@ -391,7 +391,7 @@ class Controller:
         return dp
 
     def _sync_services(self, nodes: list[NodeConfig], ready: dict[str, bool], dp, report: PassReport) -> None:
-        from gitkube.nodes.proxy import sync_services
+        from gitkube.nodes.dataplane.proxy import sync_services
 
         names = [n.name for n in nodes if ready.get(n.name)]
 

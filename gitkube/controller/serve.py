@@ -49,7 +49,7 @@ def serve(ctrl, args, on_event) -> int:
     """Run passes on every trigger (push, timer, probe change) until SIGTERM/SIGINT."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from gitkube.nodes.probes import ProbeManager
+    from gitkube.nodes.kubelet.probes import ProbeManager
     from gitkube.source.remote import is_remote, sync_mirror
 
     trigger = threading.Event()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gitkube.api.errors import InvalidInput, Problem
 from gitkube.api.names import dns1123_label, label_value, qualified_name
-from gitkube.nodes.ssh import SSHTarget, parse_pinned, read_known_hosts
+from gitkube.nodes.transport.ssh import SSHTarget, parse_pinned, read_known_hosts
 
 def _check_labels(v: dict[str, str]) -> dict[str, str]:
     for k, val in v.items():

@@ -1,7 +1,7 @@
 """Services' data plane decisions: which ClusterIP and NodePorts each Service holds (stable across passes), and
 the text of the per-node proxy (HAProxy) configuration and cluster DNS hosts file that make them answer.
 
-Pure: the I/O that binds addresses and runs the proxy and DNS containers is `gitkube.nodes.proxy`.
+Pure: the I/O that binds addresses and runs the proxy and DNS containers is `gitkube.nodes.dataplane.proxy`.
 
 Allocation follows the apiserver's rules: an address or port already held by a Service stays with it; an
 explicitly requested one is honoured when it is free and in range, else the Service gets an error in

@@ -290,9 +290,9 @@ def test_env_field_refs_var_expansion_hostname_and_hosts(cluster, fleet):
 
 # -- (2) command/args against the image's ENTRYPOINT/CMD ---------------------------------------------------
 def test_command_and_args_vs_image_entrypoint(cluster, fleet):
-    from gitkube.nodes.fleet import Fleet
-    from gitkube.nodes.images import build_archive, busybox_rootfs
-    from gitkube.nodes.imageship import ship
+    from gitkube.nodes.transport.fleet import Fleet
+    from gitkube.nodes.images.archive import build_archive, busybox_rootfs
+    from gitkube.nodes.images.ship import ship
     from gitkube.nodes.inventory import load_inventory
 
     ref = "gitkube/e2e-entrypoint:1"
@@ -627,9 +627,9 @@ def test_cold_pass_rebuilds_its_view_from_one_list_call_and_the_stored_status(cl
     assert (cstatus(before[once], "c").get("lastState") or {}).get("terminated", {}).get("exitCode") == 3, before[once]
 
     # gitkube's system containers (the Services proxy and DNS) are on the nodes too: not pods, never inspected.
-    from gitkube.nodes.fleet import Fleet
+    from gitkube.nodes.transport.fleet import Fleet
     from gitkube.nodes.inventory import load_inventory
-    from gitkube.nodes.proxy import sync_services, teardown_services
+    from gitkube.nodes.dataplane.proxy import sync_services, teardown_services
     from gitkube.reconcile.services import plan_dataplane
     dp = plan_dataplane([], {})
     sysfleet = Fleet(load_inventory(fleet.inventory))

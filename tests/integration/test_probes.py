@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from gitkube.api import parse_object
-from gitkube.nodes.fleet import Fleet
+from gitkube.nodes.transport.fleet import Fleet
 from gitkube.nodes.inventory import load_inventory
-from gitkube.nodes.probes import ProbeManager
-from gitkube.nodes.runtime import ClusterContext, PodRuntime
+from gitkube.nodes.kubelet.probes import ProbeManager
+from gitkube.nodes.kubelet.runtime import ClusterContext, PodRuntime
 from gitkube.reconcile.podsync import PodWork, parse_time
 from tests.tls_helper import RecordingHandler, serve
 

@@ -12,11 +12,11 @@ import urllib.request
 import pytest
 
 from gitkube.api import parse_object
-from gitkube.nodes.fleet import Fleet
-from gitkube.nodes.imageship import ship
+from gitkube.nodes.transport.fleet import Fleet
+from gitkube.nodes.images.ship import ship
 from gitkube.nodes.inventory import load_inventory
-from gitkube.nodes import appimages
-from gitkube.nodes.proxy import sync_services, teardown_services
+from gitkube.nodes.images import app as appimages
+from gitkube.nodes.dataplane.proxy import sync_services, teardown_services
 from gitkube.reconcile.endpoints import ContainerPortInfo, EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints
 from gitkube.reconcile.services import DNS_IP, plan_dataplane
 
@@ -120,7 +120,7 @@ def test_clusterip_answers_from_backends_on_two_other_nodes(dp):
     # A second pass with nothing changed does nothing, with one API call per node.
     before = {n: h.docker.calls for n, h in dp.fleet.nodes.items()}
     again = dp.sync()
-    from gitkube.nodes.proxy import proxy_logs
+    from gitkube.nodes.dataplane.proxy import proxy_logs
     assert all(r == {} for r in again.values()), (again, {n: proxy_logs(h) for n, h in dp.fleet.nodes.items()})
     assert all(h.docker.calls - before[n] == 1 for n, h in dp.fleet.nodes.items())
 
@@ -177,7 +177,7 @@ def test_nodeport_answers_on_every_node_address(dp):
         try:
             eventually(both, timeout=15, interval=0.05, what=f"NodePort on {n} answering from n1 and n2")
         except AssertionError as e:
-            from gitkube.nodes.proxy import proxy_logs
+            from gitkube.nodes.dataplane.proxy import proxy_logs
             h = dp.fleet.nodes[n]
             cfg = dp.sb.docker(n, "exec", "gitkube-proxy", "cat", "/etc/haproxy/haproxy.cfg").stdout
             ps = dp.sb.docker(n, "top", "gitkube-proxy").stdout
@@ -188,7 +188,7 @@ def test_nodeport_answers_on_every_node_address(dp):
 
 def test_reload_the_master_never_made_is_noticed_and_the_proxy_restarted(dp):
     """A reload is checked, not assumed: n2's HAProxy master is frozen, so its SIGUSR2s are never acted on."""
-    from gitkube.nodes.proxy import served_tag
+    from gitkube.nodes.dataplane.proxy import served_tag
     ready = {f"{TEST}-web-n1", f"{TEST}-web-n2", f"{TEST}-echo-n1"}
     dp.sync(ready=ready)
     before = served_tag(dp.fleet.nodes["n2"])

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from gitkube.nodes.fleet import Fleet
+from gitkube.nodes.transport.fleet import Fleet
 from gitkube.nodes.inventory import NodeConfig
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc0V1d2Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1"

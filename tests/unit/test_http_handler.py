@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from gitkube.nodes.hooks import http_get_over
+from gitkube.nodes.kubelet.hooks import http_get_over
 from tests.tls_helper import RecordingHandler, serve
 
 

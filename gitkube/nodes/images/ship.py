@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from gitkube.nodes.docker_api import ImageNotFound, NotFound
-from gitkube.nodes.fleet import Fleet, NodeHandle
-from gitkube.nodes.images import ImageArchive
+from gitkube.nodes.transport.docker_api import ImageNotFound, NotFound
+from gitkube.nodes.transport.fleet import Fleet, NodeHandle
+from gitkube.nodes.images.archive import ImageArchive
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Reading from and running in pod containers on a node: logs and exec, as kubectl does."""
 from __future__ import annotations
 
-from gitkube.nodes.fleet import NodeHandle
+from gitkube.nodes.transport.fleet import NodeHandle
 
 L = "io.gitkube."
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
-from gitkube.nodes.fleet import NodeHandle
-from gitkube.nodes.images import BUSYBOX_IMAGE, MANAGED_LABEL, busybox_image
+from gitkube.nodes.transport.docker_api import APIError, ImageNotFound, NotFound
+from gitkube.nodes.transport.fleet import NodeHandle
+from gitkube.nodes.images.archive import BUSYBOX_IMAGE, MANAGED_LABEL, busybox_image
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from gitkube.nodes.docker_api import DockerUnavailable, NodeDocker
+from gitkube.nodes.transport.docker_api import DockerUnavailable, NodeDocker
 from gitkube.nodes.inventory import NodeConfig
-from gitkube.nodes.ssh import HostKeyError, SSHConnection, SSHError
+from gitkube.nodes.transport.ssh import HostKeyError, SSHConnection, SSHError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from docker.errors import APIError, ImageNotFound, NotFound  # re-exported for the runtime
 
-from gitkube.nodes.ssh import SSHConnection, SSHError
+from gitkube.nodes.transport.ssh import SSHConnection, SSHError
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import ipaddress
 import ssl
 import time
 
-from gitkube.nodes.docker_api import APIError, NotFound
-from gitkube.nodes.fleet import NodeHandle
+from gitkube.nodes.transport.docker_api import APIError, NotFound
+from gitkube.nodes.transport.fleet import NodeHandle
 
 _pool = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="handler")
 

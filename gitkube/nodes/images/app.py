@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from gitkube.nodes.images import ImageArchive, ImageBuildError, RootFS, build_archive, busybox_image, busybox_rootfs, pause_image
+from gitkube.nodes.images.archive import ImageArchive, ImageBuildError, RootFS, build_archive, busybox_image, busybox_rootfs, pause_image
 
 HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 
 from gitkube.api import cpu_millis, memory_bytes
-from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
-from gitkube.nodes.fleet import NodeHandle
-from gitkube.nodes.images import PAUSE_IMAGE
-from gitkube.nodes import hooks
-from gitkube.nodes.ssh import SSHError
+from gitkube.nodes.transport.docker_api import APIError, ImageNotFound, NotFound
+from gitkube.nodes.transport.fleet import NodeHandle
+from gitkube.nodes.images.archive import PAUSE_IMAGE
+from gitkube.nodes.kubelet import hooks
+from gitkube.nodes.transport.ssh import SSHError
 from gitkube.reconcile.containerenv import ServiceInfo, command_line, container_env
 from gitkube.reconcile.volumes import host_path_check
 from gitkube.reconcile.podsync import (

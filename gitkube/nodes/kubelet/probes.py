@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from gitkube.nodes import hooks
-from gitkube.nodes.fleet import Fleet, NodeHandle
-from gitkube.nodes.runtime import PodRuntime
+from gitkube.nodes.kubelet import hooks
+from gitkube.nodes.transport.fleet import Fleet, NodeHandle
+from gitkube.nodes.kubelet.runtime import PodRuntime
 from gitkube.reconcile import probes as pr
 from gitkube.reconcile.podsync import INFRA, ObservedContainer, PodWork, group, parse_time
 

@@ -28,12 +28,12 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from gitkube.nodes import appimages
-from gitkube.nodes.docker_api import APIError, ImageNotFound, NotFound
-from gitkube.nodes.fleet import NodeHandle
-from gitkube.nodes.hooks import get_over
-from gitkube.nodes.images import MANAGED_LABEL, ImageArchive
-from gitkube.nodes.netprep import ROLE_LABEL, sync_lo_addresses
+from gitkube.nodes.images import app as appimages
+from gitkube.nodes.transport.docker_api import APIError, ImageNotFound, NotFound
+from gitkube.nodes.transport.fleet import NodeHandle
+from gitkube.nodes.kubelet.hooks import get_over
+from gitkube.nodes.images.archive import MANAGED_LABEL, ImageArchive
+from gitkube.nodes.dataplane.netprep import ROLE_LABEL, sync_lo_addresses
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Images gitkube builds from Debian packages (no registry) and ships to nodes over SSH."""
