@@ -92,3 +92,39 @@ def label_value(value: str) -> list[str]:
         errs.append("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
                     "and must start and end with an alphanumeric character")
     return errs
+
+
+# Docker's image reference grammar (github.com/distribution/reference, regexp.go):
+#   reference := name [ ":" tag ] [ "@" digest ];  name := [domain "/"] path-component ["/" path-component]*
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_IMAGE_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE = re.compile(rf"^(?P<name>{_IMAGE_NAME})(?::{_TAG})?(?:@{_DIGEST})?$", re.ASCII)
+IMAGE_NAME_MAX = 255
+
+
+def image_reference(value: str) -> list[str]:
+    """Decides whether `value` is a Docker image reference (`[registry[:port]/]path[:tag][@digest]`, the
+    distribution/reference grammar); returns the reasons if not. Shell characters, spaces and upper-case
+    repository paths are refused here instead of failing on the node for ever."""
+    m = IMAGE_REFERENCE.match(value)
+    if m is None:
+        return ["must be a valid image reference ([registry[:port]/]name[:tag][@digest]: lower-case name "
+                "components of letters, digits and single separators '.', '_', '__' or '-')"]
+    if len(m.group("name")) > IMAGE_NAME_MAX:
+        return [f"repository name must not be more than {IMAGE_NAME_MAX} characters"]
+    return []
+
+
+def host_path(value: str) -> list[str]:
+    """Decides whether `value` is an acceptable hostPath path: absolute, and without a '..' segment (as
+    Kubernetes' validatePathNoBacksteps: `/tmp/../etc` would mount the host's /etc)."""
+    errs = []
+    if not value.startswith("/"):
+        errs.append("must be an absolute path")
+    if ".." in value.replace("\\", "/").split("/"):
+        errs.append("must not contain '..'")
+    return errs

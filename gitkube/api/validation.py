@@ -133,6 +133,9 @@ def _container(errs: Errors, loc: Loc, c: Container, volume_names: set[str], hos
     _name(errs, loc + ("name",), c.name, names.dns1123_label)
     if not c.image.strip():
         errs.append((loc + ("image",), "Required value"))
+    else:
+        for msg in names.image_reference(c.image):
+            errs.append((loc + ("image",), f'Invalid value: "{c.image}": {msg}'))
     port_names: set[str] = set()
     seen_ports: set[tuple[int, str]] = set()
     for i, p in enumerate(c.ports or ()):
@@ -222,8 +225,9 @@ def validate_pod_spec(spec: PodSpec, loc: Loc = ("spec",)) -> Errors:
             errs.append((vloc, "Required value: must specify a volume type (emptyDir or hostPath)"))
         for extra in sources[1:]:
             errs.append((vloc + (extra,), "Forbidden: may not specify more than 1 volume type"))
-        if v.hostPath is not None and not v.hostPath.path.startswith("/"):
-            errs.append((vloc + ("hostPath", "path"), f'Invalid value: "{v.hostPath.path}": must be an absolute path'))
+        if v.hostPath is not None:
+            for msg in names.host_path(v.hostPath.path):
+                errs.append((vloc + ("hostPath", "path"), f'Invalid value: "{v.hostPath.path}": {msg}'))
         if v.emptyDir is not None and v.emptyDir.sizeLimit is not None and parse_quantity(v.emptyDir.sizeLimit) < 0:
             errs.append((vloc + ("emptyDir", "sizeLimit"), "Invalid value: must be greater than or equal to 0"))
     if not spec.containers:

@@ -61,7 +61,94 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - the one place every failure becomes a sentence
+        return report_failure(e, args)
     return int(rc or 0)
+
+
+# Exit status of a failure gitkube did not expect (a bug): a crash report file names the details.
+EXIT_CRASH = 70
+
+
+def expected_failure(e: BaseException) -> str | None:
+    """The one-line (or problem-list) message for a failure gitkube expects (bad input, a corrupt or locked state
+    DB, an unreachable node, Docker's refusals), or None when `e` is a bug that deserves a crash report."""
+    import json
+    import sqlite3
+
+    from gitkube.api.errors import InvalidInput
+
+    if isinstance(e, InvalidInput):
+        return str(e)
+    if isinstance(e, RecursionError):
+        return "input nested too deeply to process (Python's recursion limit was reached)"
+    if isinstance(e, sqlite3.DatabaseError):
+        return (f"state DB: {e} (run `gitkube state check`; `gitkube state rebuild` rebuilds it from the nodes)")
+    if isinstance(e, json.JSONDecodeError):
+        return f"state DB holds unreadable data: {e} (run `gitkube state check`)"
+    expected_types = []
+    for mod, names in (("gitkube.store.db", ("StoreLocked", "StoreCorrupt", "ReadOnlyStore")),
+                       ("gitkube.store.schema", ("SchemaTooNew",)),
+                       ("gitkube.source.git", ("SourceError",)),
+                       ("gitkube.nodes.transport.ssh", ("SSHError",)),
+                       ("gitkube.nodes.transport.docker_api", ("APIError", "DockerUnavailable")),
+                       ("gitkube.nodes.fleetlock", ("FleetLocked", "LockError")),
+                       ("gitkube.nodes.dataplane.proxy", ("ProxyError",))):
+        m = sys.modules.get(mod)  # a failure can only be of a type whose module was imported
+        expected_types += [getattr(m, n) for n in names if m is not None and hasattr(m, n)]
+    docker_errors = sys.modules.get("docker.errors")
+    if docker_errors is not None:
+        expected_types.append(docker_errors.DockerException)
+    if isinstance(e, tuple(expected_types)):
+        what = getattr(e, "explanation", None) or str(e) or type(e).__name__
+        return f"{what}"
+    if isinstance(e, OSError):  # a file, socket or connection the command needed
+        if e.strerror and e.filename:
+            return f"{e.filename}: {e.strerror}"
+        return str(e) or type(e).__name__
+    return None
+
+
+def report_failure(e: BaseException, args) -> int:
+    """Prints `error: …` and returns 2 for an expected failure; for anything else writes a crash report (the
+    traceback, command line and versions) and names it, returning EXIT_CRASH."""
+    msg = expected_failure(e)
+    if msg is not None:
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    path = write_crash_report(e, getattr(args, "state_dir", None))
+    print(f"error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
+    print(f"error: this is a gitkube bug; the crash report is {path}", file=sys.stderr)
+    return EXIT_CRASH
+
+
+def write_crash_report(e: BaseException, state_dir: str | None) -> str:
+    """Writes the crash report into the state dir (or the temp dir if that is not writable); returns its path."""
+    import platform
+    import tempfile
+    import time
+    import traceback
+
+    import gitkube
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    text = (f"gitkube {getattr(gitkube, '__version__', '?')} crash report {stamp}\n"
+            f"command: {' '.join(sys.argv)}\npython: {platform.python_version()} on {platform.platform()}\n\n"
+            + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+    for d in (state_dir, tempfile.gettempdir()):
+        if not d:
+            continue
+        path = os.path.join(d, f"crash-{stamp}-{os.getpid()}.txt")
+        try:
+            os.makedirs(d, exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return "(could not be written)"
 
 
 def entry() -> None:

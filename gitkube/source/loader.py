@@ -22,6 +22,9 @@ DEFAULT_MAX_BYTES = 1 << 20
 # How many nodes aliases may add by re-use. A legitimate manifest re-uses a few blocks; a "billion
 # laughs" document needs millions.
 DEFAULT_MAX_ALIAS_NODES = 10_000
+# How deep mappings and sequences may nest, in YAML and JSON alike. Real manifests nest about 10 deep; the
+# builders recurse per level, so without a bound a deep document ends in a RecursionError instead of a problem.
+MAX_NESTING_DEPTH = 100
 
 Loc = tuple[str | int, ...]
 
@@ -81,6 +84,7 @@ class _Builder:
         self.alias_nodes = 0
         self.done: dict[int, tuple[Any, int]] = {}
         self.active: set[int] = set()
+        self.depth = 0
 
     def build(self, node: Node, loc: Loc = ()) -> Any:
         value, _ = self._build(node, loc, node.start_mark.line + 1)
@@ -111,7 +115,10 @@ class _Builder:
                 result = (_scalar(self.loader, node), 1)
             self.done[key] = result
             return result
+        if self.depth >= MAX_NESTING_DEPTH:
+            raise _LoadError(node.start_mark.line + 1, f"nested more than {MAX_NESTING_DEPTH} levels deep")
         self.active.add(key)
+        self.depth += 1
         try:
             if isinstance(node, SequenceNode):
                 if tag != _SEQ:
@@ -135,6 +142,7 @@ class _Builder:
                 raise _LoadError(node.start_mark.line + 1, "unsupported YAML node", loc)
         finally:
             self.active.discard(key)
+            self.depth -= 1
         self.done[key] = result
         return result
 
@@ -298,7 +306,29 @@ class _DuplicateJSONKey(ValueError):
     pass
 
 
+_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_too_deep(text: str) -> int | None:
+    """Decides on which line (1-based) a JSON text first nests deeper than MAX_NESTING_DEPTH (None: it does not);
+    strings are skipped, so brackets inside them do not count."""
+    depth = 0
+    for m in _JSON_NESTING.finditer(text):
+        t = m.group()
+        if t in "[{":
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                return text.count("\n", 0, m.start()) + 1
+        elif t in "]}":
+            depth -= 1
+    return None
+
+
 def _json_docs(path: str, text: str, problems: list[Problem]) -> list[_Doc]:
+    deep = _json_too_deep(text)
+    if deep is not None:
+        problems.append(Problem(path, deep, "", f"nested more than {MAX_NESTING_DEPTH} levels deep"))
+        return []
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except _DuplicateJSONKey as e:

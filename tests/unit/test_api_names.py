@@ -45,3 +45,25 @@ def test_label_keys(value, ok) -> None:
                                       ("v" * 63, True), ("v" * 64, False)])
 def test_label_values(value, ok) -> None:
     assert (names.label_value(value) == []) is ok
+
+
+@pytest.mark.parametrize("ref", [
+    "busybox", "busybox:1.36", "gitkube/busybox:latest", "registry.local:5000/team/app:v1.2_3",
+    "localhost/a__b.c-d", "[::1]:5000/x", "redis@sha256:" + "a" * 64, "gcr.io/k8s/pause:3.9@sha256:" + "0" * 64,
+])
+def test_image_reference_accepts_docker_grammar(ref) -> None:
+    assert names.image_reference(ref) == []
+
+
+@pytest.mark.parametrize("ref", [
+    "busybox;touch /tmp/x", "busybox touch", "Busybox", "busybox:", ":tag", "a//b", "-a", "a:b:c", "$(id)",
+    "busybox@sha256:abc", "a" * 256, "busybox:" + "t" * 129, "a_-b", "a/B",
+])
+def test_image_reference_refuses_the_rest(ref) -> None:
+    assert names.image_reference(ref)
+
+
+@pytest.mark.parametrize("path,ok", [("/data", True), ("/tmp/../etc", False), ("/..", False), ("data", False),
+                                     ("/a/..b/c", True), ("/a/b/..", False)])
+def test_host_path(path, ok) -> None:
+    assert (names.host_path(path) == []) is ok

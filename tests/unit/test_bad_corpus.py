@@ -53,6 +53,10 @@ EXPECTED: dict[str, list[tuple[int | None, str, str]]] = {
     "bad-restart-policy.yaml": [(6, "spec.restartPolicy", '"Sometimes"')],
     "probe-unknown-port-name.yaml": [(11, "spec.containers[0].readinessProbe.httpGet.port", 'no container port')],
     "not-a-mapping.yaml": [(1, "", "expected an object")],
+    "hostpath-dotdot.yaml": [(12, "spec.volumes[0].hostPath.path", "must not contain '..'")],
+    "image-shell.yaml": [(8, "spec.containers[0].image", "valid image reference")],
+    "deep.json": [(3, "", "nested more than 100 levels deep")],
+    "deep-yaml.yaml": [(5, "", "nested more than 100 levels deep")],
 }
 
 GOOD_POD = b"""apiVersion: v1
