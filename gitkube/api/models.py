@@ -286,10 +286,12 @@ class PodStatus(K8sModel):
     message: Str | None = None
     reason: Str | None = None
     hostIP: Str | None = None
+    hostIPs: tuple[PodIP, ...] | None = None
     podIP: Str | None = None
     podIPs: tuple[PodIP, ...] | None = None
     startTime: Str | None = None
     containerStatuses: tuple[ContainerStatus, ...] | None = None
+    qosClass: Literal["Guaranteed", "Burstable", "BestEffort"] | None = None
 
 
 class Pod(K8sModel):
@@ -372,6 +374,9 @@ class ServiceSpec(K8sModel):
     # LoadBalancer is refused by validation, not here, so the message can say why.
     type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
     clusterIP: Str | None = None
+    clusterIPs: tuple[Str, ...] | None = None
+    ipFamilies: tuple[Literal["IPv4"], ...] | None = None
+    ipFamilyPolicy: Literal["SingleStack"] | None = None
     selector: dict[Str, Str] | None = None
     ports: tuple[ServicePort, ...] | None = None
     sessionAffinity: Literal["None", "ClientIP"] = "None"
@@ -512,7 +517,7 @@ class Endpoints(K8sModel):
 
 KubeObject = Union[Pod, ReplicationController, Service, Namespace, Node, Event, Endpoints]
 
-# kind -> (model, namespaced)
+# kind -> model; a kind added here also needs its line in gitkube.api.resources (get, the API server's discovery)
 KINDS: dict[str, type[K8sModel]] = {
     "Pod": Pod,
     "ReplicationController": ReplicationController,

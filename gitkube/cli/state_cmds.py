@@ -10,7 +10,7 @@ import sqlite3
 import sys
 from typing import Any
 
-from gitkube.cli import printers
+from gitkube.api import printers
 from gitkube.api.errors import InvalidInput
 from gitkube.cli.common import add_source_args, fail
 

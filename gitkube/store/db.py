@@ -371,6 +371,42 @@ class Store:
         sql += " ORDER BY last_timestamp, id"
         return [_event_json(r) for r in self._conn.execute(sql, args)]
 
+    # ---- changes (what a watch reads) ---------------------------------------------------------
+    CHANGES_KEPT = 10000  # the change log keeps at least the last this many resourceVersions (schema step 2)
+
+    def resource_version(self) -> int:
+        """The store's current resourceVersion: that of its latest change (a list's resourceVersion)."""
+        return self._next_rv_base(self._conn)
+
+    def oldest_watchable(self) -> int:
+        """Decides the oldest resourceVersion a watch can start from; older ones are gone (410)."""
+        row = self._conn.execute("SELECT value FROM kv WHERE key = 'changesFrom'").fetchone()
+        return max(int(row[0]) if row else 0, self.resource_version() - self.CHANGES_KEPT)
+
+    def changes_since(self, rv: int, kinds: Iterable[str] | None = None, limit: int = 1000) -> list[dict]:
+        """Changes after resourceVersion `rv`, oldest first: {rv, type, kind, namespace, name, object}.
+
+        An event's `object` is read from the events table as it is now (events keep no history)."""
+        sql = "SELECT rv, type, kind, namespace, name, body FROM changes WHERE rv > ?"
+        args: list[Any] = [rv]
+        if kinds is not None:
+            kinds = list(kinds)
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += kinds
+        sql += " ORDER BY rv LIMIT ?"
+        out = []
+        for crv, typ, kind, ns, name, body in self._conn.execute(sql, [*args, limit]).fetchall():
+            if body is not None:
+                obj = json.loads(body)
+            else:
+                row = self._conn.execute(f"SELECT {_EVENT_COLS} FROM events WHERE namespace = ? AND name = ?",
+                                         (ns, name)).fetchone()
+                if row is None:
+                    continue
+                obj = _event_json(row)
+            out.append({"rv": crv, "type": typ, "kind": kind, "namespace": ns, "name": name, "object": obj})
+        return out
+
     # ---- key/value ----------------------------------------------------------------------------
     def kv_get(self, key: str, default: Any = None) -> Any:
         """Returns a small JSON value kept under `key` (allocator state and the like)."""
@@ -476,11 +512,11 @@ class Store:
 
 
 _EVENT_COLS = ("name, namespace, uid, involved_kind, involved_namespace, involved_name, involved_uid, reason, message,"
-               " type, count, first_timestamp, last_timestamp, source_component, source_host")
+               " type, count, first_timestamp, last_timestamp, source_component, source_host, resource_version")
 
 
 def _event_json(row: tuple) -> dict:
-    (name, ns, uid, ikind, ins, iname, iuid, reason, message, type_, count, first, last, comp, host) = row
+    (name, ns, uid, ikind, ins, iname, iuid, reason, message, type_, count, first, last, comp, host, rv) = row
     involved = {"kind": ikind, "name": iname}
     if ins:
         involved["namespace"] = ins
@@ -493,7 +529,8 @@ def _event_json(row: tuple) -> dict:
         source["host"] = host
     return {
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": first},
+        "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": first,
+                     "resourceVersion": str(rv)},
         "involvedObject": involved, "reason": reason, "message": message, "type": type_, "count": count,
         "firstTimestamp": first, "lastTimestamp": last, "source": source,
     }

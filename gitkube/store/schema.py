@@ -59,6 +59,60 @@ MIGRATIONS: list[str] = [
 
     CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 2: the change log a watch reads (ADDED/MODIFIED/DELETED by resourceVersion), and events get a resourceVersion.
+    # Triggers write it, so every writer of objects/events feeds it without a code path of its own. A deleted row
+    # takes the next resourceVersion (deletion is a change a watcher must see after what it listed).
+    """
+    CREATE TABLE changes (
+        rv INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('ADDED', 'MODIFIED', 'DELETED')),
+        body TEXT,                          -- the object as of rv; NULL for events (read from the events table)
+        PRIMARY KEY (rv, kind, namespace, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX changes_kind ON changes (kind, rv);
+    ALTER TABLE events ADD COLUMN resource_version INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO kv (key, value) SELECT 'changesFrom', COALESCE((SELECT value FROM kv WHERE key = 'resourceVersion'), '0');
+
+    CREATE TRIGGER objects_added AFTER INSERT ON objects BEGIN
+        INSERT INTO changes (rv, kind, namespace, name, type, body)
+        VALUES (NEW.resource_version, NEW.kind, NEW.namespace, NEW.name, 'ADDED', NEW.body)
+        ON CONFLICT (rv, kind, namespace, name) DO UPDATE SET body = excluded.body;
+        DELETE FROM changes WHERE rv <= NEW.resource_version - 10000;
+    END;
+    CREATE TRIGGER objects_modified AFTER UPDATE OF body ON objects BEGIN
+        INSERT INTO changes (rv, kind, namespace, name, type, body)
+        VALUES (NEW.resource_version, NEW.kind, NEW.namespace, NEW.name, 'MODIFIED', NEW.body)
+        ON CONFLICT (rv, kind, namespace, name) DO UPDATE SET body = excluded.body;
+        DELETE FROM changes WHERE rv <= NEW.resource_version - 10000;
+    END;
+    CREATE TRIGGER objects_deleted AFTER DELETE ON objects BEGIN
+        UPDATE kv SET value = CAST(value AS INTEGER) + 1 WHERE key = 'resourceVersion';
+        INSERT INTO changes (rv, kind, namespace, name, type, body)
+        SELECT CAST(value AS INTEGER), OLD.kind, OLD.namespace, OLD.name, 'DELETED',
+               json_set(OLD.body, '$.metadata.resourceVersion', value)
+        FROM kv WHERE key = 'resourceVersion';
+    END;
+    CREATE TRIGGER events_recorded AFTER INSERT ON events BEGIN
+        INSERT INTO kv (key, value) VALUES ('resourceVersion', '1')
+        ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+        UPDATE events SET resource_version = (SELECT CAST(value AS INTEGER) FROM kv WHERE key = 'resourceVersion')
+        WHERE id = NEW.id;
+        INSERT INTO changes (rv, kind, namespace, name, type, body)
+        SELECT CAST(value AS INTEGER), 'Event', NEW.namespace, NEW.name, 'ADDED', NULL
+        FROM kv WHERE key = 'resourceVersion';
+    END;
+    CREATE TRIGGER events_repeated AFTER UPDATE OF count ON events BEGIN
+        UPDATE kv SET value = CAST(value AS INTEGER) + 1 WHERE key = 'resourceVersion';
+        UPDATE events SET resource_version = (SELECT CAST(value AS INTEGER) FROM kv WHERE key = 'resourceVersion')
+        WHERE id = NEW.id;
+        INSERT INTO changes (rv, kind, namespace, name, type, body)
+        SELECT CAST(value AS INTEGER), 'Event', NEW.namespace, NEW.name, 'MODIFIED', NULL
+        FROM kv WHERE key = 'resourceVersion';
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -90,10 +144,14 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    # executescript() would COMMIT our transaction; split on ';' instead (no ';' inside our DDL strings).
-    out = []
-    for chunk in script.split(";"):
-        lines = [ln for ln in chunk.splitlines() if ln.strip() and not ln.strip().startswith("--")]
-        if lines:
-            out.append("\n".join(lines))
+    # executescript() would COMMIT our transaction; cut the script into whole statements instead (a trigger's
+    # body holds several `;`, which sqlite3.complete_statement understands).
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if not buf and (not line.strip() or line.strip().startswith("--")):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
     return out

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gitkube.cli.printers import (
+from gitkube.api.printers import (
     format_age, human_duration, kube_object, list_object, object_name, pod_ready, pod_restarts, pod_status_reason,
     render_table, resolve_resource, table_rows, tabwrite,
 )
@@ -85,7 +85,7 @@ def test_all_namespaces_column_and_kinds():
 def test_list_wrapper_and_names():
     lst = list_object([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}])
     assert lst["kind"] == "List" and lst["apiVersion"] == "v1"
-    assert lst["items"][0]["status"] == {"phase": "Pending"}
+    assert lst["items"][0]["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
     assert list(kube_object({"kind": "Namespace", "metadata": {"name": "x"}})) == \
         ["apiVersion", "kind", "metadata", "spec", "status"]
     assert object_name({"kind": "ReplicationController", "metadata": {"name": "f"}}) == "replicationcontroller/f"

@@ -172,3 +172,18 @@ def test_every_supported_field_survives_the_official_client(doc) -> None:
     ours = to_k8s(parse_object(doc))
     assert ours == doc, "a fully specified object must come out of our model as it went in"
     assert _normalise_times(_through_client(ours)) == _normalise_times(ours)
+
+
+@pytest.mark.parametrize("doc", OBSERVED, ids=lambda d: d["kind"])
+def test_every_kind_as_served_survives_the_official_client(doc) -> None:
+    """What `get -o json` and the API server give out (derived fields added) is what the client reads back."""
+    from gitkube.api.printers import kube_object
+
+    served = kube_object(to_k8s(parse_object(doc)))
+    assert to_k8s(parse_object(served)) == served, "served fields are all in our model"
+    assert _normalise_times(_through_client(served)) == _normalise_times(served)
+    if doc["kind"] == "Pod":
+        assert served["status"]["qosClass"] == "Burstable"
+        assert served["status"]["hostIPs"] == [{"ip": "198.18.0.11"}]
+    if doc["kind"] == "Service":
+        assert served["spec"]["clusterIPs"] == ["198.19.0.10"] and served["spec"]["ipFamilies"] == ["IPv4"]

@@ -4,32 +4,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
-# resource name/alias -> (kind, namespaced)
-RESOURCES: dict[str, tuple[str, bool]] = {}
-for _kind, _namespaced, _names in [
-    ("Pod", True, ("pods", "pod", "po")),
-    ("ReplicationController", True, ("replicationcontrollers", "replicationcontroller", "rc")),
-    ("Service", True, ("services", "service", "svc")),
-    ("Node", False, ("nodes", "node", "no")),
-    ("Namespace", False, ("namespaces", "namespace", "ns")),
-    ("Event", True, ("events", "event", "ev")),
-    ("Endpoints", True, ("endpoints", "ep")),
-]:
-    for _n in _names:
-        RESOURCES[_n] = (_kind, _namespaced)
-NAMESPACED = {k: ns for k, ns in RESOURCES.values()}
+from gitkube.api import resources as _res
+
+# resource name/alias -> (kind, namespaced), from the resource table (gitkube.api.resources)
+RESOURCES: dict[str, tuple[str, bool]] = {n: (r.kind, r.namespaced) for n, r in _res.ALIASES.items()}
+NAMESPACED = {r.kind: r.namespaced for r in _res.RESOURCES}
 # `-o name` prefix per kind, as kubectl prints it
-NAME_PREFIX = {"Pod": "pod", "ReplicationController": "replicationcontroller", "Service": "service",
-               "Node": "node", "Namespace": "namespace", "Event": "event", "Endpoints": "endpoints"}
+NAME_PREFIX = {r.kind: r.qualified_name for r in _res.RESOURCES}
 NONE = "<none>"
 
 
 def resolve_resource(name: str) -> tuple[str, bool]:
     """Decides which kind a resource name or alias (pods, po, rc, svc…) means, and whether it is namespaced."""
-    try:
-        return RESOURCES[name.lower()]
-    except KeyError:
-        raise KeyError(f'the server doesn\'t have a resource type "{name}"') from None
+    r = _res.resolve(name)
+    return r.kind, r.namespaced
 
 
 # ---- time ----------------------------------------------------------------------------------------
@@ -121,8 +109,12 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def kube_object(obj: Mapping) -> dict:
-    """Decides an object's Kubernetes JSON shape: apiVersion, kind, metadata, spec and status (Events as they are)."""
-    out = {"apiVersion": obj.get("apiVersion", "v1"), "kind": obj.get("kind"), "metadata": obj.get("metadata", {})}
+    """Decides an object's Kubernetes JSON shape: apiVersion, kind, metadata, spec and status (Events as they are),
+    with the fields a real API server derives from the others (a pod's qosClass and hostIPs, a Service's
+    clusterIPs and IP families), so the official clients and kubectl see what they expect."""
+    res = _res.BY_KIND.get(obj.get("kind"))
+    out = {"apiVersion": obj.get("apiVersion") or (res.api_version if res else "v1"), "kind": obj.get("kind"),
+           "metadata": obj.get("metadata", {})}
     if obj.get("kind") in ("Event", "Endpoints"):
         out.update({k: v for k, v in obj.items() if k not in out})
         return out
@@ -132,6 +124,20 @@ def kube_object(obj: Mapping) -> dict:
         status = {"phase": "Pending"}
     out["status"] = status or {}
     out.update({k: v for k, v in obj.items() if k not in out})
+    if obj.get("kind") == "Pod":
+        st = out["status"] = dict(out["status"])
+        st.setdefault("qosClass", qos_class(obj))
+        if st.get("hostIP") and not st.get("hostIPs"):
+            st["hostIPs"] = [{"ip": st["hostIP"]}]
+        if st.get("podIP") and not st.get("podIPs"):
+            st["podIPs"] = [{"ip": st["podIP"]}]
+    elif obj.get("kind") == "Service":
+        sp = out["spec"] = dict(out["spec"])
+        if sp.get("clusterIP") and not sp.get("clusterIPs"):
+            sp["clusterIPs"] = [sp["clusterIP"]]
+        if sp.get("type", "ClusterIP") != "ExternalName":
+            sp.setdefault("ipFamilies", ["IPv4"])
+            sp.setdefault("ipFamilyPolicy", "SingleStack")
     return out
 
 
