@@ -79,11 +79,34 @@ def _open_controller(args, **kw):
         raise SystemExit(fail(f"{e}\nanother gitkube apply/serve is running on this state dir; stop it or use another --state-dir", 2))
 
 
-def _not_settled(ctrl) -> list[str]:
-    """Pods not yet where --wait wants them, with why."""
+def _unready_nodes(ctrl) -> dict[str, str]:
+    """Nodes whose Ready condition is not True, with why (reason: message), from the store."""
+    out = {}
+    for n in ctrl.store.list("Node"):
+        cond = next((c for c in (n.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        if cond.get("status") != "True":
+            out[n["metadata"]["name"]] = f"{cond.get('reason') or 'NotReady'}: {cond.get('message') or 'no status'}"
+    return out
+
+
+def _say_node_errors(rep, said: dict[str, str]) -> None:
+    """Names on stderr each node this pass could not sync, and why (once per distinct reason)."""
+    for node, why in sorted(rep.node_errors.items()):
+        if said.get(node) != why:
+            _say(f"apply: node {node} not synced: {why}")
+            said[node] = why
+    for node in [n for n in said if n not in rep.node_errors]:
+        del said[node]
+
+
+def _not_settled(ctrl, skip_nodes: dict[str, str] | None = None) -> list[str]:
+    """Pods not yet where --wait wants them, with why; pods bound to `skip_nodes` are not waited for."""
     out = []
+    skip_nodes = skip_nodes or {}
     for p in ctrl.store.list("Pod", namespace="*"):
         m, st = p["metadata"], p.get("status") or {}
+        if (p.get("spec") or {}).get("nodeName") in skip_nodes:
+            continue
         if m.get("deletionTimestamp"):
             out.append(f"{m.get('namespace')}/{m['name']}: Terminating")
             continue
@@ -121,6 +144,8 @@ def cmd_apply(args) -> int:
         for prob in rep.refused:
             print(prob, file=sys.stderr)
         _say(f"apply: {rep.summary()} ({rep.seconds:.2f}s)")
+        said: dict[str, str] = {}
+        _say_node_errors(rep, said)
         if rep.refused:
             return 1
         if not args.wait:
@@ -132,7 +157,16 @@ def cmd_apply(args) -> int:
         last = None
         while True:
             rep = ctrl.reconcile()
-            pending = _not_settled(ctrl)
+            _say_node_errors(rep, said)
+            unready = _unready_nodes(ctrl)
+            bound = {(p.get("spec") or {}).get("nodeName") for p in ctrl.store.list("Pod", namespace="*")}
+            held = {n: why for n, why in unready.items() if n in bound}
+            pending = _not_settled(ctrl, held)
+            if not pending and held:
+                for node, why in sorted(held.items()):
+                    _say(f"apply: not waiting for the pods of node {node}: it is NotReady ({why})")
+                return fail("pods on NotReady node(s) " + ", ".join(sorted(held)) + " are not running; the others are "
+                            "Running and Ready", 1)
             if not pending:
                 # A pass computes Endpoints before it syncs the pods, so readiness first seen in the pass that just
                 # ran reaches the Services (Endpoints, node proxies, DNS) only in the next one: run it, so that

@@ -97,6 +97,7 @@ class Controller:
         self.services_hook = None  # per-node Services data plane, set when available
         self.lock = threading.RLock()
         self._removed_uids: set[str] = set()  # deleted pods whose node showed no container of theirs last sync
+        self.first_seen: dict[str, float] = {}  # node -> this process's first heartbeat of it (eviction clocks)
 
     def close(self) -> None:
         if self.probes is not None:
@@ -140,11 +141,13 @@ class Controller:
             h = hbs.get(n.name) or {"registered_at": now}
             p = probes.get(n.name)
             h["last_attempt"] = now
+            self.first_seen.setdefault(n.name, now)
             if p and p.ok:
                 h["last_success"] = now
-                h["last_error"] = None
+                h["last_error"] = h["error_reason"] = None
             else:
                 h["last_error"] = p.message if p else "not probed"
+                h["error_reason"] = p.reason if p else "NotProbed"
                 h["runtime_error"] = bool(p and p.reason == "DockerUnavailable")
             hbs[n.name] = h
             c = h.get("condition")
@@ -152,7 +155,8 @@ class Controller:
                 prev_conds[n.name] = NodeCondition(**c)
         heartbeats = [NodeHeartbeat(node=k, last_success=v.get("last_success"), last_attempt=v.get("last_attempt"),
                                     last_error=v.get("last_error"), runtime_error=bool(v.get("runtime_error")),
-                                    registered_at=v.get("registered_at", now)) for k, v in hbs.items()
+                                    registered_at=v.get("registered_at", now), observed_since=self.first_seen.get(k),
+                                    error_reason=v.get("error_reason")) for k, v in hbs.items()
                       if k in {n.name for n in nodes}]
         pods = self.store.list("Pod", namespace="*")
         lp = [LifecyclePod(uid=meta(p)["uid"], namespace=key_of(p)[0], name=meta(p)["name"],

@@ -11,6 +11,7 @@ from gitkube.reconcile.nodelifecycle import (
 
 
 def hb(node, last_success, **kw):
+    kw.setdefault("observed_since", 0.0)  # a controller that has been watching all along
     return NodeHeartbeat(node, last_success=last_success, last_attempt=kw.pop("last_attempt", last_success), **kw)
 
 
@@ -88,3 +89,53 @@ def test_stale_containers_when_node_returns():
     store = {"u1": "n2", "u4": "n1", "moved": "n1"}
     assert stale_pod_uids("n2", ["u1", "replaced", "moved", "u1"], store) == ("moved", "replaced")
     assert stale_pod_uids("n2", ["u1"], store) == ()
+
+
+def test_a_fresh_process_counts_from_its_own_first_observation():
+    """A heartbeat stored hours ago by another process is no reason to go Unknown or evict (one-shot apply)."""
+    def beats(now):
+        return [hb("n1", now), hb("n2", 100, last_attempt=now, last_error="timed out", observed_since=10_000),
+                hb("n3", now)]
+    d = node_lifecycle(beats(10_000), PODS, now=10_000)
+    assert d.conditions["n2"].ready and d.evict == () and d.mark_not_ready == ()
+    # Unknown once the grace period ran out after the first observation, evicted 30 s after that.
+    d = node_lifecycle(beats(10_021), PODS, now=10_021)
+    assert d.conditions["n2"].status == "Unknown" and d.conditions["n2"].last_transition_time == 10_020
+    assert d.evict == ()
+    assert node_lifecycle(beats(10_049), PODS, now=10_049).evict == ()
+    d = node_lifecycle(beats(10_050), PODS, now=10_050)
+    assert [e.pod.name for e in d.evict] == ["bare", "web-abcde"]
+    # No observation recorded at all (None): nothing stored counts, whatever its age.
+    fresh = NodeHeartbeat("n2", last_success=100, last_attempt=10_000, last_error="timed out")
+    assert node_ready_condition(fresh, now=10_000).ready
+
+
+def test_untrusted_host_key_is_not_ready_at_once_but_evicts_no_sooner():
+    def beats(now):
+        return [hb("n1", now), hb("n2", 100, last_attempt=now, last_error="host key mismatch for n2",
+                                  error_reason="HostKeyMismatch"), hb("n3", now)]
+    d = node_lifecycle(beats(101), PODS, now=101)
+    c = d.conditions["n2"]
+    assert (c.status, c.reason, c.message) == ("False", "HostKeyMismatch", "host key mismatch for n2")
+    assert {p.name for p in d.mark_not_ready} == {"bare", "web-abcde"} and d.evict == ()
+    assert node_lifecycle(beats(149), PODS, now=149).evict == ()
+    assert len(node_lifecycle(beats(150), PODS, now=150).evict) == 2  # as for an unreachable node: 100 + 20 + 30
+
+
+def test_evictions_are_rate_limited_per_pass():
+    pods = [LifecyclePod(f"u{i}", "default", f"p{i}", f"n{i}", ready=True) for i in range(5)]
+    beats = [hb("n0", 100), hb("n1", 90), hb("n2", 1000), hb("n3", 1000), hb("n4", 1000)]
+    d = node_lifecycle(beats, pods, now=1000)
+    assert [e.pod.node_name for e in d.evict] == ["n1"]  # the node that has waited longest first
+    d = node_lifecycle(beats, pods, now=1000, evict_nodes_per_pass=2)
+    assert sorted(e.pod.node_name for e in d.evict) == ["n0", "n1"]
+
+
+def test_full_disruption_when_most_nodes_are_not_ready():
+    beats = [hb("n1", 100), hb("n2", 100), hb("n3", 1000)]
+    d = node_lifecycle(beats, PODS, now=1000)
+    assert d.eviction_suspended and d.evict == ()
+    assert {p.name for p in d.mark_not_ready} == {"bare", "web-abcde", "web-fghjk"}
+    # One of three is a node failure, not a disruption.
+    d = node_lifecycle([hb("n1", 1000), hb("n2", 100), hb("n3", 1000)], PODS, now=1000)
+    assert not d.eviction_suspended and len(d.evict) == 2
