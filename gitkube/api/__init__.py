@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from gitkube.api.errors import InvalidInput, Problem
 from gitkube.api.labels import Selector, parse_selector
 from gitkube.api.models import (
+    API_VERSIONS,
     KINDS,
     NAMESPACED,
     Container,
@@ -38,6 +39,9 @@ from gitkube.api.models import (
     PodStatus,
     PodTemplateSpec,
     Probe,
+    Deployment,
+    LabelSelector,
+    ReplicaSet,
     ReplicationController,
     ReplicationControllerSpec,
     ReplicationControllerStatus,
@@ -59,7 +63,8 @@ __all__ = [
     "ContainerStatus", "EnvVar", "Probe", "Volume", "VolumeMount", "ObjectMeta", "ObjectReference", "OwnerReference",
     "ReplicationController", "ReplicationControllerSpec", "ReplicationControllerStatus", "Service", "ServicePort",
     "ServiceSpec", "Namespace", "Node", "NodeAddress", "NodeCondition", "NodeStatus", "Event", "EventSource",
-    "Endpoints", "EndpointSubset", "EndpointAddress", "EndpointPort",
+    "Endpoints", "EndpointSubset", "EndpointAddress", "EndpointPort", "API_VERSIONS", "Deployment", "ReplicaSet",
+    "LabelSelector",
 ]
 
 API_VERSION = "v1"
@@ -139,10 +144,14 @@ def parse_object(doc: Any) -> KubeObject:
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
     head: list[tuple[Loc, str]] = []
+    # Each kind lives in one group/version: core `v1`, or `apps/v1` for ReplicaSet and Deployment.
+    want = API_VERSIONS.get(kind, API_VERSION) if isinstance(kind, str) and kind in KINDS else None
     if api_version is None:
         head.append((("apiVersion",), "Required value"))
-    elif api_version != API_VERSION:
-        head.append((("apiVersion",), f'Unsupported value: {_show(api_version)}: supported values: "v1"'))
+    elif want is not None and api_version != want:
+        head.append((("apiVersion",), f'Unsupported value: {_show(api_version)}: supported values: "{want}"'))
+    elif want is None and api_version not in (API_VERSION, *API_VERSIONS.values()):
+        head.append((("apiVersion",), f'Unsupported value: {_show(api_version)}: supported values: "v1", "apps/v1"'))
     if kind is None:
         head.append((("kind",), "Required value"))
     elif kind not in KINDS:

@@ -353,6 +353,102 @@ class ReplicationController(K8sModel):
     status: ReplicationControllerStatus | None = None
 
 
+# ---------------------------------------------------------------- apps/v1: replica set, deployment
+
+class LabelSelectorRequirement(K8sModel):
+    key: Str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[Str, ...] | None = None
+
+
+class LabelSelector(K8sModel):
+    """A set-based selector (apps/v1): every matchLabels pair and every matchExpressions clause must hold."""
+
+    matchLabels: dict[Str, Str] | None = None
+    matchExpressions: tuple[LabelSelectorRequirement, ...] | None = None
+
+
+class ReplicaSetSpec(K8sModel):
+    replicas: Int = 1
+    minReadySeconds: Int = 0
+    selector: LabelSelector
+    template: PodTemplateSpec
+
+
+class ReplicaSetStatus(K8sModel):
+    replicas: Int = 0
+    fullyLabeledReplicas: Int | None = None
+    readyReplicas: Int | None = None
+    availableReplicas: Int | None = None
+    observedGeneration: Int | None = None
+    conditions: tuple[ReplicationControllerCondition, ...] | None = None
+
+
+class ReplicaSet(K8sModel):
+    apiVersion: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["ReplicaSet"] = "ReplicaSet"
+    metadata: ObjectMeta
+    spec: ReplicaSetSpec
+    status: ReplicaSetStatus | None = None
+
+
+class RollingUpdateDeployment(K8sModel):
+    maxUnavailable: IntOrString = "25%"
+    maxSurge: IntOrString = "25%"
+
+
+class DeploymentStrategy(K8sModel):
+    type: Literal["Recreate", "RollingUpdate"] = "RollingUpdate"
+    rollingUpdate: RollingUpdateDeployment | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_rolling_update(cls, data: Any) -> Any:
+        # Kubernetes fills rollingUpdate (25%/25%) only for the RollingUpdate type.
+        if isinstance(data, dict) and data.get("type", "RollingUpdate") == "RollingUpdate" and data.get("rollingUpdate") is None:
+            data = {**data, "rollingUpdate": {}}
+        return data
+
+
+class DeploymentSpec(K8sModel):
+    replicas: Int = 1
+    selector: LabelSelector
+    template: PodTemplateSpec
+    strategy: DeploymentStrategy = Field(default_factory=lambda: DeploymentStrategy.model_validate({}))
+    minReadySeconds: Int = 0
+    revisionHistoryLimit: Int = 10
+    paused: Bool | None = None
+    progressDeadlineSeconds: Int = 600
+
+
+class DeploymentCondition(K8sModel):
+    type: Str
+    status: Literal["True", "False", "Unknown"]
+    lastUpdateTime: Str | None = None
+    lastTransitionTime: Str | None = None
+    reason: Str | None = None
+    message: Str | None = None
+
+
+class DeploymentStatus(K8sModel):
+    observedGeneration: Int | None = None
+    replicas: Int | None = None
+    updatedReplicas: Int | None = None
+    readyReplicas: Int | None = None
+    availableReplicas: Int | None = None
+    unavailableReplicas: Int | None = None
+    conditions: tuple[DeploymentCondition, ...] | None = None
+    collisionCount: Int | None = None
+
+
+class Deployment(K8sModel):
+    apiVersion: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+    status: DeploymentStatus | None = None
+
+
 # ---------------------------------------------------------------- service
 
 class ServicePort(K8sModel):
@@ -515,16 +611,21 @@ class Endpoints(K8sModel):
     subsets: tuple[EndpointSubset, ...] | None = None
 
 
-KubeObject = Union[Pod, ReplicationController, Service, Namespace, Node, Event, Endpoints]
+KubeObject = Union[Pod, ReplicationController, ReplicaSet, Deployment, Service, Namespace, Node, Event, Endpoints]
 
 # kind -> model; a kind added here also needs its line in gitkube.api.resources (get, the API server's discovery)
 KINDS: dict[str, type[K8sModel]] = {
     "Pod": Pod,
     "ReplicationController": ReplicationController,
+    "ReplicaSet": ReplicaSet,
+    "Deployment": Deployment,
     "Service": Service,
     "Namespace": Namespace,
     "Node": Node,
     "Event": Event,
     "Endpoints": Endpoints,
 }
-NAMESPACED: frozenset[str] = frozenset({"Pod", "ReplicationController", "Service", "Event", "Endpoints"})
+NAMESPACED: frozenset[str] = frozenset({"Pod", "ReplicationController", "ReplicaSet", "Deployment", "Service", "Event",
+                                       "Endpoints"})
+# The group/version of each kind not in the core v1 group.
+API_VERSIONS: dict[str, str] = {"ReplicaSet": "apps/v1", "Deployment": "apps/v1"}

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 
 from gitkube.api import names
 from gitkube.api.labels import Selector
 from gitkube.api.models import (
     Container,
+    Deployment,
+    LabelSelector,
+    PodTemplateSpec,
+    ReplicaSet,
     Endpoints,
     Event,
     K8sModel,
@@ -294,6 +299,112 @@ def validate_rc(rc: ReplicationController) -> Errors:
     return errs
 
 
+def label_selector(sel: LabelSelector | None) -> Selector | None:
+    """The Selector of an apps/v1 LabelSelector (None selects nothing; an empty one selects everything)."""
+    if sel is None:
+        return None
+    from gitkube.api.labels import Requirement
+
+    reqs = [Requirement(k, "=", (v,)) for k, v in sorted((sel.matchLabels or {}).items())]
+    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+    reqs += [Requirement(r.key, ops[r.operator], tuple(r.values or ())) for r in sel.matchExpressions or ()]
+    return Selector(tuple(reqs))
+
+
+def _label_selector(errs: Errors, loc: Loc, sel: LabelSelector) -> None:
+    _labels(errs, loc + ("matchLabels",), sel.matchLabels)
+    for i, r in enumerate(sel.matchExpressions or ()):
+        rloc = loc + ("matchExpressions", i)
+        for e in names.qualified_name(r.key):
+            errs.append((rloc + ("key",), f'Invalid value: "{r.key}": {e}'))
+        if r.operator in ("In", "NotIn") and not r.values:
+            errs.append((rloc + ("values",), "Required value: must be specified when `operator` is 'In' or 'NotIn'"))
+        if r.operator in ("Exists", "DoesNotExist") and r.values:
+            errs.append((rloc + ("values",), "Forbidden: may not be specified when `operator` is 'Exists' or "
+                                             "'DoesNotExist'"))
+        for j, v in enumerate(r.values or ()):
+            for e in names.label_value(v):
+                errs.append((rloc + ("values", j), f'Invalid value: "{v}": {e}'))
+
+
+def _selected_template(errs: Errors, sel: LabelSelector, tmpl: PodTemplateSpec) -> None:
+    """apps/v1: a selector is required, not empty, and must select the template's labels."""
+    _label_selector(errs, ("spec", "selector"), sel)
+    selector = label_selector(sel)
+    if selector is None or selector.empty():
+        errs.append((("spec", "selector"), "Invalid value: empty selector is invalid for deployment"))
+    elif not selector.matches((tmpl.metadata.labels if tmpl.metadata else None) or {}):
+        errs.append((("spec", "template", "metadata", "labels"),
+                     f"Invalid value: `selector` ({selector}) does not match template `labels`"))
+    if tmpl.metadata is not None:
+        _labels(errs, ("spec", "template", "metadata", "labels"), tmpl.metadata.labels)
+        _labels(errs, ("spec", "template", "metadata", "annotations"), tmpl.metadata.annotations, values=False)
+    errs += validate_pod_spec(tmpl.spec, ("spec", "template", "spec"))
+    if tmpl.spec.restartPolicy != "Always":
+        errs.append((("spec", "template", "spec", "restartPolicy"),
+                     f'Unsupported value: "{tmpl.spec.restartPolicy}": supported values: "Always"'))
+
+
+def _non_negative(errs: Errors, loc: Loc, v: int | None) -> None:
+    if v is not None and v < 0:
+        errs.append((loc, f"Invalid value: {v}: must be greater than or equal to 0"))
+
+
+_PERCENT = re.compile(r"^[0-9]+%$")
+
+
+def _int_or_percent(errs: Errors, loc: Loc, v: int | str) -> int | None:
+    """Checks a maxSurge/maxUnavailable value; gives it as a number (percent or count) for the cross-field rules."""
+    if isinstance(v, int):
+        _non_negative(errs, loc, v)
+        return v
+    if not _PERCENT.match(v):
+        errs.append((loc, f'Invalid value: "{v}": a valid percent string must be a numeric string followed by an '
+                          "ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"))
+        return None
+    return int(v[:-1])
+
+
+def validate_replicaset(rs: ReplicaSet) -> Errors:
+    """Decides whether a ReplicaSet is acceptable: replicas, minReadySeconds, selector against template."""
+    errs = validate_meta(rs.metadata, True, names.dns1123_subdomain)
+    _non_negative(errs, ("spec", "replicas"), rs.spec.replicas)
+    _non_negative(errs, ("spec", "minReadySeconds"), rs.spec.minReadySeconds)
+    _selected_template(errs, rs.spec.selector, rs.spec.template)
+    return errs
+
+
+def validate_deployment(d: Deployment) -> Errors:
+    """Decides whether a Deployment is acceptable: counts, strategy (maxSurge/maxUnavailable), deadlines, selector."""
+    errs = validate_meta(d.metadata, True, names.dns1123_subdomain)
+    spec = d.spec
+    for f in ("replicas", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"):
+        _non_negative(errs, ("spec", f), getattr(spec, f))
+    if spec.progressDeadlineSeconds <= spec.minReadySeconds:
+        errs.append((("spec", "progressDeadlineSeconds"), f"Invalid value: {spec.progressDeadlineSeconds}: must be "
+                                                          "greater than minReadySeconds"))
+    st = spec.strategy
+    loc: Loc = ("spec", "strategy", "rollingUpdate")
+    if st.type == "Recreate" and st.rollingUpdate is not None:
+        errs.append((loc, "Forbidden: may not be specified when strategy `type` is 'Recreate'"))
+    elif st.type == "RollingUpdate" and st.rollingUpdate is not None:
+        ru = st.rollingUpdate
+        unavailable = _int_or_percent(errs, loc + ("maxUnavailable",), ru.maxUnavailable)
+        surge = _int_or_percent(errs, loc + ("maxSurge",), ru.maxSurge)
+        if unavailable == 0 and surge == 0:
+            errs.append((loc + ("maxUnavailable",), f"Invalid value: {_shown(ru.maxUnavailable)}: may not be 0 when "
+                                                    "`maxSurge` is 0"))
+        if isinstance(ru.maxUnavailable, str) and unavailable is not None and unavailable > 100:
+            errs.append((loc + ("maxUnavailable",), f'Invalid value: "{ru.maxUnavailable}": must not be greater '
+                                                    "than 100%"))
+    _selected_template(errs, spec.selector, spec.template)
+    return errs
+
+
+def _shown(v: int | str) -> str:
+    return f'"{v}"' if isinstance(v, str) else str(v)
+
+
 def validate_service(svc: Service) -> Errors:
     """Decides whether a Service is acceptable: type, clusterIP, ports, nodePorts, selector."""
     errs = validate_meta(svc.metadata, True, names.dns1035_label)
@@ -367,6 +478,8 @@ def _validate_observed(obj: Event | Endpoints) -> Errors:
 VALIDATORS: dict[str, Callable[..., Errors]] = {
     "Pod": validate_pod,
     "ReplicationController": validate_rc,
+    "ReplicaSet": validate_replicaset,
+    "Deployment": validate_deployment,
     "Service": validate_service,
     "Namespace": validate_namespace,
     "Node": validate_node,

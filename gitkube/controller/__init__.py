@@ -21,6 +21,7 @@ from gitkube.reconcile.cluster import (
     plan_cluster,
     service_endpoints,
 )
+from gitkube.controller.rollout import purge_apps, write_app_statuses, write_apps
 from gitkube.reconcile.containerenv import ServiceInfo
 from gitkube.reconcile.nodelifecycle import LifecyclePod, NodeCondition, NodeHeartbeat, node_lifecycle
 from gitkube.reconcile.podsync import PodWork, iso, plan_node
@@ -95,6 +96,7 @@ class Controller:
         self._pulls_saved: dict = {}  # image pull back-off as last written to the store
         self.probes = None  # a ProbeManager, set by serve/apply --wait when probes run
         self.services_hook = None  # per-node Services data plane, set when available
+        self.template_inputs = None  # extra pod-template hash inputs of a Deployment (reconcile.apps.TemplateInputs)
         self.lock = threading.RLock()
         self._removed_uids: set[str] = set()  # deleted pods whose node showed no container of theirs last sync
         self.first_seen: dict[str, float] = {}  # node -> this process's first heartbeat of it (eviction clocks)
@@ -261,7 +263,10 @@ class Controller:
         nodes = self.store.list("Node")
         inv = set(self.fleet.names()) if self.fleet else set()
         nodes = [n for n in nodes if meta(n)["name"] in inv]
-        return plan_cluster(pods, rcs, svcs, nodes, now, self.scheduler, self.rng)
+        return plan_cluster(pods, rcs, svcs, nodes, now, self.scheduler, self.rng,
+                            deployments=self.store.list("Deployment", namespace="*"),
+                            replicasets=self.store.list("ReplicaSet", namespace="*"),
+                            git_commit=self.store.applied_revision(), template_inputs=self.template_inputs)
 
     def _reapply_bindings(self) -> None:
         """Bindings outlive a changed Git spec: the pod stays on its node (the kubelet restarts changed containers)."""
@@ -276,6 +281,7 @@ class Controller:
 
     def _execute_plan(self, plan: ClusterPlan) -> None:
         binds = self.store.kv_get("bindings", {}) or {}
+        write_apps(self.store, plan)  # ReplicaSets before the pods they own
         for c in plan.create:
             ns, name = key_of(c.pod)
             self.store.put(c.pod, origin="controller")
@@ -315,6 +321,7 @@ class Controller:
             rc = self.store.get("ReplicationController", ns, name)
             if rc is not None and rc.get("status") != st:
                 self.store.update_status("ReplicationController", ns, name, st)
+        write_app_statuses(self.store, plan)
         self._write_endpoints(plan)
 
     def _write_endpoints(self, plan: ClusterPlan) -> None:
@@ -350,6 +357,7 @@ class Controller:
         for rc in self.store.list("ReplicationController", namespace="*"):
             if is_deleting(rc) and meta(rc).get("uid") not in owners:
                 self.store.delete("ReplicationController", *key_of(rc))
+        purge_apps(self.store)
         for s in self.store.list("Service", namespace="*"):
             if is_deleting(s):
                 self.store.delete("Service", *key_of(s))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gitkube.api import cpu_millis, memory_bytes
 from gitkube.reconcile import endpoints as ep
+from gitkube.reconcile.apps import AppsPlan, TemplateInputs, label_selector, plan_apps
 from gitkube.reconcile.podsync import parse_time
 from gitkube.reconcile.rc import RCInfo, RCPod, manage_replication_controller
 from gitkube.reconcile.scheduler import Scheduler
@@ -98,7 +99,9 @@ def rc_pod(p: dict) -> RCPod:
     )
 
 
-def _selects(selector: dict | None, labels: dict) -> bool:
+def _selects(selector, labels: dict) -> bool:
+    if hasattr(selector, "matches"):
+        return not selector.empty() and selector.matches(labels)
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
@@ -151,12 +154,14 @@ class ClusterPlan:
     bindings: list[Binding] = field(default_factory=list)
     unschedulable: list[Unschedulable] = field(default_factory=list)
     rc_status: dict[tuple[str, str], dict] = field(default_factory=dict)
+    rs_status: dict[tuple[str, str], dict] = field(default_factory=dict)
+    apps: AppsPlan = field(default_factory=AppsPlan)  # Deployments: ReplicaSets created, resized, pruned; statuses
     endpoints: dict[tuple[str, str], dict] = field(default_factory=dict)
     endpoint_objects: dict = field(default_factory=dict)  # (ns, name) -> reconcile.endpoints.Endpoints
 
     @property
     def empty(self) -> bool:
-        return not (self.create or self.delete or self.owners or self.bindings)
+        return not (self.create or self.delete or self.owners or self.bindings) and self.apps.empty
 
 
 def _pod_from_template(rc: dict, name: str, rng: random.Random) -> dict:
@@ -173,16 +178,28 @@ def _pod_from_template(rc: dict, name: str, rng: random.Random) -> dict:
 
 
 def _owner_ref(rc: dict) -> dict:
-    return {"apiVersion": "v1", "kind": "ReplicationController", "name": meta(rc)["name"], "uid": meta(rc)["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {"apiVersion": rc.get("apiVersion", "v1"), "kind": rc.get("kind", "ReplicationController"),
+            "name": meta(rc)["name"], "uid": meta(rc)["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def _rc_selector(rc: dict):
+    """An RC's equality selector (a dict), or a ReplicaSet's set-based one (a Selector)."""
+    sel = (rc.get("spec") or {}).get("selector")
+    return label_selector(sel) if rc.get("kind") == "ReplicaSet" else (sel or {})
 
 
 def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes: list[dict], now: float,
-                 scheduler: Scheduler | None = None, rng: random.Random | None = None) -> ClusterPlan:
-    """One pass of the RC manager, garbage collection, scheduler and endpoints controller over stored objects."""
+                 scheduler: Scheduler | None = None, rng: random.Random | None = None, *,
+                 deployments: list[dict] = (), replicasets: list[dict] = (), git_commit: str | None = None,
+                 template_inputs: TemplateInputs | None = None) -> ClusterPlan:
+    """One pass of the Deployment controller, RC/ReplicaSet manager, garbage collection, scheduler and endpoints
+    controller over stored objects."""
     rng = rng or random.Random()
     scheduler = scheduler or Scheduler()
     plan = ClusterPlan()
+    # Deployments first: the ReplicaSets they leave are managed below like RCs, in this same pass.
+    plan.apps = plan_apps(list(deployments), list(replicasets), pods, now, rng, git_commit, template_inputs)
+    rcs = list(rcs) + plan.apps.replicasets
     pods_by_ns: dict[str, list[dict]] = {}
     for p in pods:
         pods_by_ns.setdefault(ns_of(p), []).append(p)
@@ -203,23 +220,24 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
             continue
         spec = rc.get("spec") or {}
         info = RCInfo(uid=meta(rc)["uid"], namespace=ns_of(rc), name=meta(rc)["name"], generation=meta(rc).get("generation", 1),
-                      replicas=spec.get("replicas", 1), selector=spec.get("selector") or {},
+                      replicas=spec.get("replicas", 1), selector=_rc_selector(rc),
                       template_labels=meta(spec.get("template") or {}).get("labels") or {},
                       min_ready_seconds=spec.get("minReadySeconds") or 0)
         candidates = [rc_pod(p) for p in pods_by_ns.get(ns_of(rc), [])]
         d = manage_replication_controller(info, candidates, now, rng=rng)
+        kind = rc.get("kind", "ReplicationController")
         for name in d.create:
             pod = _pod_from_template(rc, name, rng)
             new_pods.append(pod)
-            plan.create.append(PodCreate(pod, f"ReplicationController {ns_of(rc)}/{meta(rc)['name']} wants {info.replicas}"))
+            plan.create.append(PodCreate(pod, f"{kind} {ns_of(rc)}/{meta(rc)['name']} wants {info.replicas}"))
         for p in d.delete:
-            plan.delete.append(PodDelete(info.namespace, p.name, p.uid, f"ReplicationController {info.name} scaled to {info.replicas}"))
+            plan.delete.append(PodDelete(info.namespace, p.name, p.uid, f"{kind} {info.name} scaled to {info.replicas}"))
         for p in d.adopt:
             plan.owners.append(OwnerChange(info.namespace, p.name, _owner_ref(rc)))
         for p in d.release:
             plan.owners.append(OwnerChange(info.namespace, p.name, None))
         s = d.status
-        plan.rc_status[(info.namespace, info.name)] = {
+        (plan.rs_status if kind == "ReplicaSet" else plan.rc_status)[(info.namespace, info.name)] = {
             "replicas": s.replicas, "fullyLabeledReplicas": s.fully_labeled_replicas, "readyReplicas": s.ready_replicas,
             "availableReplicas": s.available_replicas, "observedGeneration": s.observed_generation,
         }
@@ -230,7 +248,7 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
     spread: dict[str, frozenset[str]] = {}
     for p in live:
         labels = meta(p).get("labels") or {}
-        keys = {f"rc:{ns_of(r)}/{meta(r)['name']}" for r in rcs if ns_of(r) == ns_of(p) and _selects((r.get("spec") or {}).get("selector"), labels)}
+        keys = {f"rc:{ns_of(r)}/{meta(r)['name']}" for r in rcs if ns_of(r) == ns_of(p) and _selects(_rc_selector(r), labels)}
         keys |= {f"svc:{ns_of(s)}/{meta(s)['name']}" for s in services if ns_of(s) == ns_of(p) and _selects((s.get("spec") or {}).get("selector"), labels)}
         spread[meta(p)["uid"]] = frozenset(keys)
     node_infos = [node_info(n) for n in nodes]

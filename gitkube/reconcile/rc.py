@@ -111,8 +111,11 @@ class RCDecision:
         return not (self.create or self.delete or self.adopt or self.release)
 
 
-def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    """Whether an RC's equality selector selects these labels (an empty selector selects nothing)."""
+def selector_matches(selector, labels: Mapping[str, str]) -> bool:
+    """Whether an RC's equality selector (a dict) or a ReplicaSet's set-based one (anything with `matches`, e.g.
+    gitkube.api.labels.Selector) selects these labels (an empty selector selects nothing)."""
+    if hasattr(selector, "matches"):
+        return not selector.empty() and selector.matches(labels)
     # k8s would treat an empty set as "everything", but validation never lets an RC have one;
     # selecting nothing is the safe reading if one slips through.
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())

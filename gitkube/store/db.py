@@ -23,6 +23,7 @@ DEFAULT_STATUS: dict[str, dict] = {
     "Pod": {"phase": "Pending"},
     "Namespace": {"phase": "Active"},
     "ReplicationController": {"replicas": 0},
+    "ReplicaSet": {"replicas": 0},
     "Service": {"loadBalancer": {}},
 }
 # Cluster-scoped involved objects have their events recorded here, as Kubernetes does for Nodes.

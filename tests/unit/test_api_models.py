@@ -86,7 +86,7 @@ def test_all_errors_are_reported_with_paths() -> None:
 
 @pytest.mark.parametrize("mutate,path", [
     (lambda d: d.update(apiVersion="apps/v1"), "apiVersion"),
-    (lambda d: d.update(kind="Deployment"), "kind"),
+    (lambda d: d.update(kind="StatefulSet"), "kind"),
     (lambda d: d["metadata"].update(name="Bad_Name"), "metadata.name"),
     (lambda d: d["metadata"].pop("name"), "metadata.name"),
     (lambda d: d["metadata"].update(labels={"a": "b c"}), "metadata.labels.a"),

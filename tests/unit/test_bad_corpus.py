@@ -15,7 +15,7 @@ EXPECTED: dict[str, list[tuple[int | None, str, str]]] = {
     "malformed-yaml.yaml": [(5, "", "malformed YAML")],
     "tabs.yaml": [(4, "", "tab character")],
     "yaml-bomb.yaml": [(5, "e[0]", "YAML bomb")],  # the alias on line 5 crosses the limit
-    "unknown-kind.yaml": [(2, "kind", '"Deployment"')],
+    "unknown-kind.yaml": [(2, "kind", '"StatefulSet"')],
     "unknown-apiversion.yaml": [(1, "apiVersion", '"apps/v1"')],
     "unknown-field.yaml": [(9, "spec.containers[0].imagee", 'unknown field "imagee"')],
     "wrong-type.yaml": [(6, "spec.replicas", "expected an integer")],
