@@ -287,6 +287,8 @@ def table_rows(kind: str, objects: Sequence[Mapping], *, wide: bool = False, all
                 row += [",".join(c["name"] for c in cs) or NONE, ",".join(c.get("image", "") for c in cs) or NONE,
                         _labels_text(sp.get("selector"))]
             rows.append(row)
+    elif kind in ("Deployment", "ReplicaSet"):
+        headers, rows = _apps_rows(kind, objects, wide, age)
     elif kind == "Service":
         headers = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
         rows = []
@@ -328,6 +330,43 @@ def table_rows(kind: str, objects: Sequence[Mapping], *, wide: bool = False, all
     if all_namespaces and NAMESPACED.get(kind):
         headers = ["NAMESPACE"] + headers
         rows = [[_meta(o).get("namespace", "")] + r for o, r in zip(objects, rows)]
+    return headers, rows
+
+
+def label_selector_text(sel: Mapping | None) -> str:
+    """metav1.FormatLabelSelector: `a=b,c in (x,y),!d`, `<none>` when empty."""
+    if not sel:
+        return NONE
+    parts = [f"{k}={v}" for k, v in sorted((sel.get("matchLabels") or {}).items())]
+    for r in sel.get("matchExpressions") or []:
+        op, vals = r.get("operator"), ",".join(r.get("values") or [])
+        parts.append({"In": f"{r['key']} in ({vals})", "NotIn": f"{r['key']} notin ({vals})", "Exists": r["key"],
+                      "DoesNotExist": f"!{r['key']}"}.get(op, r["key"]))
+    return ",".join(parts) or NONE
+
+
+def _apps_rows(kind: str, objects: Sequence[Mapping], wide: bool, age) -> tuple[list[str], list[list[str]]]:
+    """kubectl's deployment (NAME READY UP-TO-DATE AVAILABLE AGE) and replicaset (NAME DESIRED CURRENT READY AGE) rows."""
+    if kind == "Deployment":
+        headers = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    else:
+        headers = ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    if wide:
+        headers += ["CONTAINERS", "IMAGES", "SELECTOR"]
+    rows = []
+    for o in objects:
+        sp, st = o.get("spec") or {}, o.get("status") or {}
+        want = sp.get("replicas", 1)
+        if kind == "Deployment":
+            row = [_meta(o)["name"], f"{st.get('readyReplicas', 0)}/{want}", str(st.get("updatedReplicas", 0)),
+                   str(st.get("availableReplicas", 0)), age(o)]
+        else:
+            row = [_meta(o)["name"], str(want), str(st.get("replicas", 0)), str(st.get("readyReplicas", 0)), age(o)]
+        if wide:
+            cs = ((sp.get("template") or {}).get("spec") or {}).get("containers") or []
+            row += [",".join(c["name"] for c in cs) or NONE, ",".join(c.get("image", "") for c in cs) or NONE,
+                    label_selector_text(sp.get("selector"))]
+        rows.append(row)
     return headers, rows
 
 
@@ -582,6 +621,57 @@ def describe_rc(rc: Mapping, pods: Sequence[Mapping] = (), events: Sequence[Mapp
     return page.text()
 
 
+def describe_deployment(d: Mapping, replicasets: Sequence[Mapping] = (), events: Sequence[Mapping] = (),
+                        now: datetime | None = None) -> str:
+    """Renders `describe deployment` (and, for a ReplicaSet, the same head): replicas, strategy, template,
+    conditions, old and new ReplicaSets, events."""
+    m, sp, st = _meta(d), d.get("spec") or {}, d.get("status") or {}
+    page = _Page()
+    page.add(0, "Name:", m.get("name"))
+    page.add(0, "Namespace:", m.get("namespace", "default"))
+    page.add(0, "CreationTimestamp:", format_date(m.get("creationTimestamp")))
+    page.labels(0, "Labels", m.get("labels"))
+    page.labels(0, "Annotations", m.get("annotations"))
+    page.add(0, "Selector:", label_selector_text(sp.get("selector")))
+    if d.get("kind") == "Deployment":
+        page.add(0, "Replicas:", f"{sp.get('replicas', 1)} desired | {st.get('updatedReplicas', 0)} updated | "
+                 f"{st.get('replicas', 0)} total | {st.get('availableReplicas', 0)} available | "
+                 f"{st.get('unavailableReplicas', 0)} unavailable")
+        strategy = sp.get("strategy") or {}
+        page.add(0, "StrategyType:", strategy.get("type", "RollingUpdate"))
+        page.add(0, "MinReadySeconds:", sp.get("minReadySeconds", 0))
+        ru = strategy.get("rollingUpdate")
+        if ru:
+            page.add(0, "RollingUpdateStrategy:", f"{ru.get('maxUnavailable')} max unavailable, {ru.get('maxSurge')} max surge")
+    else:
+        page.add(0, "Replicas:", f"{st.get('replicas', 0)} current / {sp.get('replicas', 1)} desired")
+        page.add(0, "Controlled By:", _controlled_by(d) or NONE)
+    tmpl = sp.get("template") or {}
+    page.add(0, "Pod Template:")
+    page.labels(1, "Labels", (tmpl.get("metadata") or {}).get("labels"))
+    page.add(1, "Containers:")
+    for c in (tmpl.get("spec") or {}).get("containers") or []:
+        _container_lines(page, c, None, level=2)
+    _volume_lines(page, (tmpl.get("spec") or {}).get("volumes") or [], level=1)
+    if st.get("conditions"):
+        page.add(0, "Conditions:")
+        page.add(1, "Type", "Status", "Reason")
+        page.add(1, "----", "------", "------")
+        for c in st["conditions"]:
+            page.add(1, c.get("type", ""), c.get("status", ""), c.get("reason", ""))
+    if d.get("kind") == "Deployment":
+        def rs_text(rs):
+            rst = rs.get("status") or {}
+            return f"{_meta(rs)['name']} ({rst.get('replicas', 0)}/{(rs.get('spec') or {}).get('replicas', 0)} replicas created)"
+        new = [rs for rs in replicasets if ((_meta(rs).get("annotations") or {}).get("deployment.kubernetes.io/revision")
+                                            == (m.get("annotations") or {}).get("deployment.kubernetes.io/revision"))]
+        old = [rs for rs in replicasets if rs not in new and ((rs.get("spec") or {}).get("replicas") or (rs.get("status") or {}).get("replicas"))]
+        page.add(0, "OldReplicaSets:", ", ".join(rs_text(r) for r in old) or NONE)
+        page.add(0, "NewReplicaSet:", ", ".join(rs_text(r) for r in new) or NONE)
+    _events_section(page, events, now)
+    return page.text()
+
+
 def describe_service(svc: Mapping, endpoints: Mapping | None = None, events: Sequence[Mapping] = (),
                      now: datetime | None = None) -> str:
     """Renders `describe svc`: selector, type, IP, each port with target and node port, endpoints, events."""
@@ -674,3 +764,33 @@ def describe_namespace(ns: Mapping, events: Sequence[Mapping] = (), now: datetim
     page.add(0, "")
     page.add(0, "No LimitRange resource.")
     return page.text()
+
+
+# ---- rollouts ------------------------------------------------------------------------------------
+def rollout_status(d: Mapping) -> tuple[bool, bool, str]:
+    """kubectl's DeploymentStatusViewer: (done, failed, message) for a stored Deployment."""
+    m, sp, st = _meta(d), d.get("spec") or {}, d.get("status") or {}
+    name = m.get("name")
+    if int(m.get("generation") or 1) > int(st.get("observedGeneration") or 0):
+        return False, False, "Waiting for deployment spec update to be observed..."
+    prog = next((c for c in st.get("conditions") or [] if c.get("type") == "Progressing"), None)
+    if prog and prog.get("reason") == "ProgressDeadlineExceeded":
+        return False, True, f'deployment "{name}" exceeded its progress deadline'
+    want, updated = sp.get("replicas", 1), st.get("updatedReplicas", 0)
+    if updated < want:
+        return False, False, (f'Waiting for deployment "{name}" rollout to finish: {updated} out of {want} new replicas '
+                              "have been updated...")
+    if st.get("replicas", 0) > updated:
+        return False, False, (f'Waiting for deployment "{name}" rollout to finish: {st.get("replicas", 0) - updated} old '
+                              "replicas are pending termination...")
+    if st.get("availableReplicas", 0) < updated:
+        return False, False, (f'Waiting for deployment "{name}" rollout to finish: {st.get("availableReplicas", 0)} of '
+                              f"{updated} updated replicas are available...")
+    return True, False, f'deployment "{name}" successfully rolled out'
+
+
+def template_images(tmpl: Mapping | None) -> str:
+    """A pod template's image tags, for `v1 → v2` lines: `v1` (several containers: `v1,7`)."""
+    images = [c.get("image", "") for c in ((tmpl or {}).get("spec") or {}).get("containers") or []]
+    tags = [i.rsplit("/", 1)[-1].split(":", 1)[1] if ":" in i.rsplit("/", 1)[-1] else i for i in images]
+    return ",".join(tags) or NONE

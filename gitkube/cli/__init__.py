@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "gitkube.cli.run_cmds",    # apply, serve, logs, exec, images
     "gitkube.cli.sandbox_cmd", # sandbox up/down/status/node
     "gitkube.cli.images_cmd",  # images build/load/list
+    "gitkube.cli.rollout_cmd", # rollout status/history
 ]
 
 

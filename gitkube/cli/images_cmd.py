@@ -18,7 +18,7 @@ def register(sub) -> None:
         "images",
         help="build the project's images and load images into the nodes over SSH (no registry)",
         description="Images without a registry. The project's images (busybox, pause, haproxy, dnsmasq, redis, "
-        "guestbook-frontend) are built on this machine from its Debian packages as deterministic `docker save` "
+        "guestbook-frontend, guestbook-frontend-v2) are built on this machine from its Debian packages as deterministic `docker save` "
         "archives: the same packages give the same image ID on every node. `load` streams an image to every node "
         "over its SSH connection and skips nodes that already hold that image ID.",
     )

@@ -16,7 +16,8 @@ def register(sub) -> None:
         "pods terminated gracefully). Exit 0 on success, 1 if the revision was refused or --wait failed, 2 on error.")
     add_source_args(ap)
     ap.add_argument("--wait", action="store_true", help="keep reconciling until every pod is Running and Ready "
-                    "(or Succeeded), exit non-zero saying which pods are not")
+                    "(or Succeeded) and every Deployment's rollout is complete; exit non-zero saying which are not, "
+                    "at once when a rollout exceeds its progressDeadlineSeconds")
     ap.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up --wait after S seconds (default 300)")
     ap.add_argument("--prune", action="store_true", help="also remove gitkube containers on the nodes that belong to no "
                     "known pod (always done for pods gitkube deleted; this is accepted for kubectl compatibility)")
@@ -129,7 +130,18 @@ def _not_settled(ctrl, skip_nodes: dict[str, str] | None = None) -> list[str]:
         have = (rc.get("status") or {}).get("readyReplicas") or 0
         if have < want and not rc["metadata"].get("deletionTimestamp"):
             out.append(f"rc {rc['metadata'].get('namespace')}/{rc['metadata']['name']}: {have}/{want} ready")
+    from gitkube.api.printers import rollout_status
+
+    for d in ctrl.store.list("Deployment", namespace="*"):
+        if not d["metadata"].get("deletionTimestamp"):
+            done, failed, msg = rollout_status(d)
+            if not done:
+                out.append(f"deployment {d['metadata'].get('namespace')}/{d['metadata']['name']}: "
+                           + (DEADLINE if failed else msg))
     return out
+
+
+DEADLINE = "exceeded its progress deadline"
 
 
 def cmd_apply(args) -> int:
@@ -180,6 +192,8 @@ def cmd_apply(args) -> int:
                 last = msg
             if any(p.endswith(": Failed") for p in pending):
                 return fail("pods failed: " + "; ".join(p for p in pending if p.endswith(": Failed")), 1)
+            if any(p.endswith(DEADLINE) for p in pending):
+                return fail("rollouts failed: " + "; ".join(p for p in pending if p.endswith(DEADLINE)), 1)
             if time.monotonic() > deadline:
                 return fail(f"timed out after {args.timeout:.0f}s; not ready: " + "; ".join(pending), 1)
             time.sleep(1.0)

@@ -14,8 +14,8 @@ from gitkube.api import printers
 from gitkube.api.errors import InvalidInput
 from gitkube.cli.common import add_source_args, fail
 
-_KINDS_HELP = ("pods (po), replicationcontrollers (rc), services (svc), nodes (no), namespaces (ns), events (ev), "
-               "endpoints (ep)")
+_KINDS_HELP = ("pods (po), replicationcontrollers (rc), deployments (deploy), replicasets (rs), services (svc), "
+               "nodes (no), namespaces (ns), events (ev), endpoints (ep)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "describe", formatter_class=fmt, help="show one object in detail, with its events",
         description="Print a kubectl-like description of objects from the state DB, followed by their events.\n"
-                    "KINDS: pods (po), replicationcontrollers (rc), services (svc), nodes (no), namespaces (ns).")
+                    "KINDS: pods (po), replicationcontrollers (rc), deployments (deploy), replicasets (rs), services (svc), "
+                    "nodes (no), namespaces (ns).")
     p.add_argument("kind", metavar="KIND", help="resource kind (KIND/NAME also accepted)")
     p.add_argument("names", metavar="NAME", nargs="*", help="object names (default: all in the namespace)")
     _scope_args(p)
@@ -149,22 +150,28 @@ def cmd_diff(args) -> int:
         return fail(f"revision {(rev.sha or '')[:12]} is invalid ({len(rev.problems)} problem(s)); nothing to diff", 2)
     # Thousands of small dicts would trigger many full GC passes that find no garbage: pause GC meanwhile.
     with _gc_paused():
+        from gitkube.cli.rollout_cmd import diff_notes
+
         try:
             with _open_reader(args) as store:
                 stored = store.list(origin="git")
+                desired = [to_k8s(o) for o in rev.objects]
+                changes = object_changes(desired, _without_controller_fields(stored, desired))
+                rollouts = diff_notes(changes, store)
         except (sqlite3.Error, RuntimeError) as e:
             return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
-        desired = [to_k8s(o) for o in rev.objects]
-        changes = object_changes(desired, _without_controller_fields(stored, desired))
     sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
     print(summarise(changes), file=sys.stderr)
+    if rollouts:
+        print("# rollouts")
+        print("\n".join(rollouts))
     node_lines = [] if args.objects_only else _node_plan_lines(args)
     if node_lines is None:
         return 2
     if node_lines:
         print("# plan: what apply would do now (scheduling and node actions)")
         print("\n".join(node_lines))
-    return 1 if changes or node_lines else 0
+    return 1 if changes or node_lines or rollouts else 0
 
 
 def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[dict]:
@@ -179,6 +186,15 @@ def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[
                 o["spec"] = {k: v for k, v in o["spec"].items() if k != "nodeName"}
             if "ownerReferences" not in d["metadata"] and "ownerReferences" in o["metadata"]:
                 o["metadata"] = {k: v for k, v in o["metadata"].items() if k != "ownerReferences"}
+        elif o.get("kind") == "Deployment" and d is not None:
+            # The revision annotation is the Deployment controller's, unless Git wrote it.
+            rev_key = "deployment.kubernetes.io/revision"
+            ann = o["metadata"].get("annotations") or {}
+            if rev_key in ann and rev_key not in (d["metadata"].get("annotations") or {}):
+                ann = {k: v for k, v in ann.items() if k != rev_key}
+                o = {**o, "metadata": {**o["metadata"], "annotations": ann}}
+                if not ann:
+                    o["metadata"].pop("annotations")
         elif o.get("kind") == "Service" and d is not None:
             # Allocated ClusterIP and NodePorts are the controller's, unless Git asked for them.
             o, dspec = dict(o), d.get("spec") or {}
@@ -361,6 +377,10 @@ def _describe_one(store, kind: str, obj: dict) -> str:
         pods = [p for p in store.list("Pod", namespace=meta.get("namespace", "default"), selector=sel)
                 if not p["metadata"].get("deletionTimestamp")] if not sel.empty() else []
         return printers.describe_rc(obj, pods, events)
+    if kind in ("Deployment", "ReplicaSet"):
+        rss = [r for r in store.list("ReplicaSet", namespace=meta.get("namespace", "default"))
+               if any(o.get("uid") == meta.get("uid") for o in r["metadata"].get("ownerReferences") or [])]
+        return printers.describe_deployment(obj, rss, events)
     if kind == "Service":
         ep = store.get("Endpoints", meta.get("namespace", "default"), meta["name"])
         return printers.describe_service(obj, ep, events)

@@ -21,6 +21,8 @@ CLIENT_TYPES = {
     "Node": "V1Node",
     "Event": "CoreV1Event",
     "Endpoints": "V1Endpoints",
+    "Deployment": "V1Deployment",
+    "ReplicaSet": "V1ReplicaSet",
 }
 
 

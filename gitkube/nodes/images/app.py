@@ -12,6 +12,7 @@ HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
 REDIS_IMAGE = "gitkube/redis:7"
 FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
+FRONTEND_V2_IMAGE = "gitkube/guestbook-frontend:v2"
 
 # program -> the Debian package that ships it
 PACKAGES = {
@@ -175,15 +176,18 @@ load(); setInterval(load, 2000);
 """
 
 
-def guestbook_frontend_image() -> ImageArchive:
-    """`gitkube/guestbook-frontend:v1`: busybox httpd serving the page and a shell CGI that talks to redis."""
+def guestbook_frontend_image(version: str = "v1") -> ImageArchive:
+    """`gitkube/guestbook-frontend:v1` (or `:v2`): busybox httpd serving the page and a shell CGI that talks to redis;
+    `/version` answers the image's version, which v2's page also shows in its title, so a rollout can be watched."""
     fs = _with(busybox_rootfs(), "redis-cli")
     if program("redis-cli") != "/usr/bin/redis-cli":
         fs.add_host_file(program("redis-cli"), "usr/bin/redis-cli")
-    fs.add_file("var/www/index.html", GUESTBOOK_HTML)
+    html = GUESTBOOK_HTML if version == "v1" else GUESTBOOK_HTML.replace(b"Guestbook<", f"Guestbook {version}<".encode())
+    fs.add_file("var/www/index.html", html)
+    fs.add_file("var/www/version", f"{version}\n".encode())
     fs.add_file("var/www/guestbook.php", GUESTBOOK_CGI, 0o755)
     fs.add_file("etc/httpd.conf", b"*.php:/bin/sh\n")
-    return build_archive(FRONTEND_IMAGE, fs, {
+    return build_archive(FRONTEND_IMAGE if version == "v1" else f"gitkube/guestbook-frontend:{version}", fs, {
         "Entrypoint": ["/usr/sbin/httpd", "-f", "-p", "80", "-h", "/var/www", "-c", "/etc/httpd.conf"],
         "ExposedPorts": {"80/tcp": {}},
         # busybox httpd as PID 1 has no SIGTERM handler, so TERM is ignored and every stop waited out the whole
@@ -201,6 +205,7 @@ BUILDERS = {
     "dnsmasq": dnsmasq_image,
     "redis": redis_image,
     "guestbook-frontend": guestbook_frontend_image,
+    "guestbook-frontend-v2": lambda: guestbook_frontend_image("v2"),
 }
 REFS = {
     "busybox": "gitkube/busybox:latest",
@@ -209,6 +214,7 @@ REFS = {
     "dnsmasq": DNSMASQ_IMAGE,
     "redis": REDIS_IMAGE,
     "guestbook-frontend": FRONTEND_IMAGE,
+    "guestbook-frontend-v2": FRONTEND_V2_IMAGE,
 }
 SYSTEM_IMAGES = ("haproxy", "dnsmasq")  # what every node needs for Services
 
