@@ -43,9 +43,9 @@ class Resource:
 RESOURCES: tuple[Resource, ...] = (
     Resource("Pod", "pods", ("po",), categories=("all",)),
     Resource("ReplicationController", "replicationcontrollers", ("rc",), categories=("all",)),
+    Resource("Service", "services", ("svc",), categories=("all",)),
     Resource("Deployment", "deployments", ("deploy",), group="apps", categories=("all",)),
     Resource("ReplicaSet", "replicasets", ("rs",), group="apps", categories=("all",)),
-    Resource("Service", "services", ("svc",), categories=("all",)),
     Resource("Endpoints", "endpoints", ("ep",)),
     Resource("Event", "events", ("ev",)),
     Resource("Node", "nodes", ("no",), namespaced=False),
