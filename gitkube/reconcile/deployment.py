@@ -414,6 +414,12 @@ def plan_deployment(d: DeploymentView, rss: Sequence[RSView], now: float) -> Dep
     p.decision.conditions = list(d.conditions)
     new = p.new()
     refused = _refused(d, new)
+    if new is not None and not refused and new.annotations.get(ROLLED_BACK_GENERATION):
+        # Rolled back at an older generation, and the Deployment changed since (a new commit): try again.
+        ann = {k: v for k, v in new.annotations.items() if k != ROLLED_BACK_GENERATION}
+        p.rs[new.name] = new = replace(new, annotations=ann)
+        p.scale(new.name, new.replicas)
+        p.set_progressing("True", "ReplicaSetUpdated", f'ReplicaSet "{new.name}" is progressing.', progress=True)
     if new is not None and not refused:
         new = p.adopt_revision(new)
         if p.cond("Progressing") is None:
