@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "gitkube.cli.sandbox_cmd", # sandbox up/down/status/node
     "gitkube.cli.images_cmd",  # images build/load/list
     "gitkube.cli.rollout_cmd", # rollout status/history
+    "gitkube.cli.api_cmds",    # api, kubeconfig (and the API server serve starts)
 ]
 
 

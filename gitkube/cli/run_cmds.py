@@ -37,6 +37,9 @@ def register(sub) -> None:
                     help="a node without a heartbeat for S seconds goes NotReady (default 20)")
     sv.add_argument("--eviction-timeout", type=float, default=30.0, metavar="S",
                     help="pods of a node NotReady for S seconds are replaced elsewhere (default 30)")
+    from gitkube.cli.api_cmds import add_api_args
+
+    add_api_args(sv, serve=True)
     sv.set_defaults(func=cmd_serve)
 
     lg = sub.add_parser("logs", help="print a container's logs", description="Print the logs of a pod's container "
@@ -216,10 +219,15 @@ def _probe_event(ctrl):
 def cmd_serve(args) -> int:
     from gitkube.controller.serve import serve
 
+    from gitkube.cli.api_cmds import start_beside_serve
+
     ctrl = _open_controller(args, grace_period=args.node_grace, eviction_timeout=args.eviction_timeout)
+    api = start_beside_serve(args)  # the read-only Kubernetes API over the same state dir
     try:
         return serve(ctrl, args, on_event=_probe_event(ctrl))
     finally:
+        if api is not None:
+            api.stop()
         ctrl.close()
 
 

@@ -224,6 +224,11 @@ class Store:
                 "SELECT sha, time, result, message FROM revisions ORDER BY id DESC LIMIT ?", (limit,))
         ]
 
+    def first_revision_time(self) -> str | None:
+        """When this state dir saw its first revision (the cluster's birth, as the default namespace tells it)."""
+        row = self._conn.execute("SELECT time FROM revisions ORDER BY id LIMIT 1").fetchone()
+        return row[0] if row else None
+
     # ---- objects ------------------------------------------------------------------------------
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         """Returns the stored object (Kubernetes JSON) or None."""

@@ -1,0 +1,84 @@
+"""The API server's application: the route modules in order, authentication and Kubernetes-shaped errors.
+
+Routes live in their own modules, each with a `routes` table (aiohttp RouteTableDef); add a module to
+ROUTE_MODULES to serve more (metrics, a dashboard, hooks). Modules with specific paths go before
+gitkube.server.objects, whose /api/… and /apis/… catch-alls answer every object path."""
+from __future__ import annotations
+
+import hmac
+import importlib
+import logging
+
+from aiohttp import web
+
+from gitkube.server.context import ApiContext, ChangeFeed
+from gitkube.server.status import status_response
+
+log = logging.getLogger("gitkube.api")
+
+ROUTE_MODULES = [
+    "gitkube.server.discovery",  # /version, /api, /api/v1, /apis…
+    "gitkube.server.health",     # /healthz, /livez, /readyz
+    "gitkube.server.writes",     # POST/PUT/PATCH/DELETE on object paths: refused, desired state is Git
+    "gitkube.server.objects",    # GET of object paths: list, get, watch, Table; subresources below
+]
+# Paths anyone may read without the bearer token (as Kubernetes' system:public-info-viewer).
+PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler):
+    token = request.app["ctx"].token
+    if token and request.path not in PUBLIC_PATHS:
+        got = request.headers.get("Authorization", "")
+        if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip().encode(), token.encode())):
+            return status_response(401, "Unauthorized: a bearer token is required (`gitkube kubeconfig` prints "
+                                        "a kubeconfig that carries it)", "Unauthorized")
+    return await handler(request)
+
+
+@web.middleware
+async def kube_errors(request: web.Request, handler):
+    """aiohttp's own errors and unexpected ones answered as a Kubernetes Status, never a bare page or a trace."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        msg = "the server could not find the requested resource" if e.status == 404 else e.reason
+        return status_response(e.status, msg)
+    except (ConnectionResetError, OSError) as e:
+        log.debug("%s %s: client went away: %s", request.method, request.path, e)
+        raise
+    except Exception as e:  # noqa: BLE001 - one request fails, the server goes on
+        log.exception("%s %s failed", request.method, request.path)
+        return status_response(500, f"{type(e).__name__}: {e}")
+
+
+def build_app(ctx: ApiContext) -> web.Application:
+    """The aiohttp application for a context: every route module, the subresource table, the change feed."""
+    app = web.Application(middlewares=[kube_errors, authenticate])
+    app["ctx"] = ctx
+    app["subresources"] = {}
+    for name in ROUTE_MODULES:
+        mod = importlib.import_module(name)
+        app.router.add_routes(mod.routes)
+        app["subresources"].update(getattr(mod, "SUBRESOURCES", {}))
+    from gitkube.server.logs import SUBRESOURCES, NodeLinks
+
+    app["subresources"].update(SUBRESOURCES)
+    app["node_links"] = NodeLinks(ctx.nodes)
+
+    async def on_startup(app):
+        ctx.feed = ChangeFeed(ctx)
+        ctx.feed.start()
+
+    async def on_cleanup(app):
+        if ctx.feed is not None:
+            await ctx.feed.stop()
+        app["node_links"].close()
+        ctx.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
