@@ -14,8 +14,13 @@ from gitkube.api import printers
 from gitkube.api.errors import InvalidInput
 from gitkube.cli.common import add_source_args, fail
 
-_KINDS_HELP = ("pods (po), replicationcontrollers (rc), deployments (deploy), replicasets (rs), services (svc), "
-               "nodes (no), namespaces (ns), events (ev), endpoints (ep)")
+def _kinds_help() -> str:
+    from gitkube.api import resources as res
+
+    return ", ".join(f"{r.plural} ({r.short_names[0]})" if r.short_names else r.plural for r in res.RESOURCES)
+
+
+_KINDS_HELP = _kinds_help()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,17 +50,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "get", formatter_class=fmt, help="list objects from the state DB, kubectl-style",
-        description=f"Print objects kept in the state DB as kubectl does.\nKINDS: {_KINDS_HELP}.",
+        description=f"Print objects kept in the state DB as kubectl does (the same objects the API server serves).\n"
+                    f"KINDS: {_KINDS_HELP}; several as KIND1,KIND2; `all` for pods, rcs and services.",
         epilog="examples:\n  gitkube get pods -o wide\n  gitkube get rc frontend -o yaml\n"
-               "  gitkube get svc -A -l app=guestbook\n  gitkube get pods -o json   # a v1 List")
-    p.add_argument("kind", metavar="KIND", help="resource kind (KIND/NAME also accepted)")
+               "  gitkube get svc -A -l app=guestbook\n  gitkube get pods,svc --show-labels\n"
+               "  gitkube get pods --field-selector status.phase=Running\n  gitkube get pods -w\n"
+               "  gitkube get pods -o json   # a v1 List")
+    p.add_argument("kind", metavar="KIND", help="resource kind(s): KIND, KIND1,KIND2, all (KIND/NAME also accepted)")
     p.add_argument("names", metavar="NAME", nargs="*", help="object names (default: all)")
     _scope_args(p)
     p.add_argument("-l", "--selector", metavar="SELECTOR",
                    help="label selector: equality (app=web, tier!=db) and set-based (env in (a,b), !canary)")
+    p.add_argument("--field-selector", metavar="SELECTOR",
+                   help="field selector, e.g. status.phase=Running,spec.nodeName=n1 (metadata.name, "
+                        "metadata.namespace and the fields the API server supports per kind)")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"],
                    help="wide: extra columns; json/yaml: Kubernetes-shaped objects (a List for several); "
                         "name: kind/name")
+    p.add_argument("--show-labels", action="store_true", help="add a LABELS column (table output)")
+    p.add_argument("--no-headers", action="store_true", help="leave out the header line (table output)")
+    p.add_argument("-w", "--watch", action="store_true",
+                   help="after the list, print each change (a row, or an object with -o json/yaml) until "
+                        "interrupted or --timeout")
+    p.add_argument("--timeout", type=float, metavar="S", help="with -w: stop watching after S seconds")
     p.add_argument("--inventory", default="inventory.yaml", metavar="FILE",
                    help="for nodes: the inventory whose nodes are probed live over SSH+Docker (default: inventory.yaml)")
     p.add_argument("--no-probe", action="store_true",
@@ -70,6 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", metavar="KIND", help="resource kind (KIND/NAME also accepted)")
     p.add_argument("names", metavar="NAME", nargs="*", help="object names (default: all in the namespace)")
     _scope_args(p)
+    p.add_argument("--inventory", default="inventory.yaml", metavar="FILE",
+                   help="for nodes: probe these inventory nodes live, as `get nodes` does (default: inventory.yaml)")
+    p.add_argument("--no-probe", action="store_true",
+                   help="for nodes: describe what the state DB last recorded instead of probing the nodes now")
     p.set_defaults(func=cmd_describe)
 
     p = subparsers.add_parser(
@@ -237,14 +258,39 @@ def _kind_and_names(args) -> tuple[str, bool, list[str]]:
     return kind, namespaced, names
 
 
+def _resources_and_names(args) -> tuple[list, list[str]]:
+    """Decides the resources (KIND, KIND1,KIND2, all) and names a get asks for; KeyError names an unknown kind."""
+    from gitkube.api import resources as res
+
+    spec, names = args.kind, list(args.names)
+    if "/" in spec:
+        spec, first = spec.split("/", 1)
+        names.insert(0, first)
+    out = []
+    for part in (p for p in spec.split(",") if p):
+        for r in (res.in_category(part) if part == "all" else [res.resolve(part)]):
+            if r not in out:
+                out.append(r)
+    if not out:
+        raise KeyError(f'the server doesn\'t have a resource type "{spec}"')
+    return out, names
+
+
+def _message(e: BaseException) -> str:
+    """An exception's message as written (a KeyError's str() would quote it)."""
+    return str(e.args[0]) if e.args else str(e)
+
+
 def _not_found(kind: str, name: str) -> None:
-    plural = next(n for n, (k, _) in printers.RESOURCES.items() if k == kind)
-    print(f'Error from server (NotFound): {plural} "{name}" not found', file=sys.stderr)
+    from gitkube.api import resources as res
+
+    print(f'Error from server (NotFound): {res.BY_KIND[kind].plural} "{name}" not found', file=sys.stderr)
 
 
 def _dump(obj: Any, output: str) -> str:
     if output == "json":
-        return json.dumps(obj, indent=4, ensure_ascii=False) + "\n"
+        # kubectl's -o json: keys sorted, four spaces
+        return json.dumps(obj, indent=4, ensure_ascii=False, sort_keys=True) + "\n"
     import yaml
 
     try:
@@ -252,14 +298,6 @@ def _dump(obj: Any, output: str) -> str:
     except AttributeError:  # pragma: no cover
         dumper = yaml.SafeDumper
     return yaml.dump(obj, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-def _select(args):
-    if not getattr(args, "selector", None):
-        return None
-    from gitkube.api import parse_selector
-
-    return parse_selector(args.selector)
 
 
 def _live_nodes(inventory: str, store) -> list[dict]:
@@ -276,61 +314,142 @@ def _live_nodes(inventory: str, store) -> list[dict]:
     return [node_object(n, probes.get(n.name), store.get("Node", "", n.name)) for n in nodes]
 
 
+def _probe_nodes(args) -> bool:
+    return not getattr(args, "no_probe", True) and os.path.exists(getattr(args, "inventory", "") or "")
+
+
+def _objects(store, args, r, ns) -> list[dict]:
+    """The (served-shape) objects of one resource a get shows: nodes probed live when an inventory is at hand,
+    everything else as the API server reads it (gitkube.server.query), selectors applied."""
+    from gitkube.server import query
+
+    if r.kind == "Node" and _probe_nodes(args):
+        fields = query.parse_field_selector(args.field_selector, r.kind)
+        objs = [printers.kube_object(o) for o in _live_nodes(args.inventory, store)]
+        return [o for o in objs if query.matches(o, args.selector, fields)]
+    return query.select(store, r, ns if r.namespaced else None, args.selector, args.field_selector)
+
+
+def _pick(objects: list[dict], names: list[str], kind: str) -> tuple[list[dict], int]:
+    if not names:
+        return objects, 0
+    by_name = {o["metadata"]["name"]: o for o in objects}
+    rc = 0
+    picked = []
+    for name in names:
+        if name in by_name:
+            picked.append(by_name[name])
+        else:
+            _not_found(kind, name)
+            rc = 1
+    return picked, rc
+
+
+def _table_text(r, objects: list[dict], args, prefix: bool, headers_too: bool = True) -> str:
+    """kubectl's table of one kind: NAMESPACE with -A, kind/ prefixes when several kinds print, LABELS."""
+    headers, rows = printers.table_rows(r.kind, objects, wide=args.output == "wide",
+                                        all_namespaces=bool(args.all_namespaces and r.namespaced))
+    if prefix and "NAME" in headers:
+        i = headers.index("NAME")
+        rows = [row[:i] + [f"{r.qualified_name}/{row[i]}"] + row[i + 1:] for row in rows]
+    if args.show_labels:
+        headers = headers + ["LABELS"]
+        rows = [row + [printers._labels_text((o.get("metadata") or {}).get("labels"))] for o, row in zip(objects, rows)]
+    text = printers.render_table(headers, rows)
+    if args.no_headers or not headers_too:
+        text = text.split("\n", 1)[1]
+    return text
+
+
 def cmd_get(args) -> int:
     """Prints stored objects as kubectl get does; exit 1 when a named object is missing."""
+    from gitkube.server import query
+
     try:
-        kind, namespaced, names = _kind_and_names(args)
-        selector = _select(args)
+        resources, names = _resources_and_names(args)
+        query.label_matcher(args.selector)
+        for r in resources:
+            query.parse_field_selector(args.field_selector, r.kind)
     except (KeyError, ValueError) as e:
-        return fail(str(e).strip('"'), 1)
-    ns = None if (args.all_namespaces or not namespaced) else args.namespace
+        return fail(_message(e), 1)
+    if args.watch and args.output == "name":
+        return fail("-w prints rows or objects: use it with the default, wide, json or yaml output", 1)
+    ns_wanted = None if args.all_namespaces else args.namespace
+    rc = 0
+    found: list[tuple[Any, list[dict]]] = []
     with _open_reader(args) as store:
-        if kind == "Event":
-            objects = store.events(namespace=ns)
-            if selector is not None:
-                objects = [e for e in objects if selector.matches(e["metadata"].get("labels") or {})]
-        elif kind == "Node" and not args.no_probe and os.path.exists(args.inventory):
+        since = store.resource_version()
+        for r in resources:
             try:
-                objects = _live_nodes(args.inventory, store)
+                objs = _objects(store, args, r, ns_wanted)
             except InvalidInput as e:
                 for prob in e.problems:
                     print(prob, file=sys.stderr)
                 return fail(f"inventory {args.inventory} is invalid; fix it or pass --no-probe", 2)
-            if selector is not None:
-                objects = [o for o in objects if selector.matches(o["metadata"].get("labels") or {})]
-        else:
-            objects = store.list(kind, namespace=ns, selector=selector)
-    rc = 0
-    if names:
-        by_name = {o["metadata"]["name"]: o for o in objects}
-        picked = []
-        for name in names:
-            if name in by_name:
-                picked.append(by_name[name])
-            else:
-                _not_found(kind, name)
-                rc = 1
-        objects = picked
-    out = args.output
-    if out in ("json", "yaml"):
-        if len(names) == 1 and objects:
-            sys.stdout.write(_dump(printers.kube_object(objects[0]), out))
-        elif not names or objects:
-            sys.stdout.write(_dump(printers.list_object(objects), out))
-        return rc
-    if out == "name":
-        for o in objects:
-            print(printers.object_name(o))
-        return rc
-    if not objects:
-        if not names:
-            where = f" in {ns} namespace" if ns else ""
-            print(f"No resources found{where}.", file=sys.stderr)
-        return rc
-    headers, rows = printers.table_rows(kind, objects, wide=out == "wide",
-                                        all_namespaces=bool(args.all_namespaces and namespaced))
-    sys.stdout.write(printers.render_table(headers, rows))
+            objs, missing = _pick(objs, names, r.kind)
+            rc = rc or missing
+            found.append((r, objs))
+    rc = _print_found(args, found, names, ns_wanted) or rc
+    if args.watch:
+        _watch(args, [r for r, _ in found], names, ns_wanted, since, printed=any(o for _, o in found))
     return rc
+
+
+def _print_found(args, found: list, names: list[str], ns: str | None) -> int:
+    out = args.output
+    everything = [o for _, objs in found for o in objs]
+    if out in ("json", "yaml"):
+        if len(names) == 1 and len(found) == 1 and everything:
+            sys.stdout.write(_dump(everything[0], out))
+        elif not names or everything:
+            sys.stdout.write(_dump(printers.list_object(everything), out))
+        return 0
+    if out == "name":
+        for o in everything:
+            print(printers.object_name(o))
+        return 0
+    if not everything:
+        if not names:
+            where = f" in {ns} namespace" if ns and any(r.namespaced for r, _ in found) else ""
+            print(f"No resources found{where}.", file=sys.stderr)
+        return 0
+    texts = [_table_text(r, objs, args, prefix=len(found) > 1) for r, objs in found if objs]
+    sys.stdout.write("\n".join(texts))
+    sys.stdout.flush()
+    return 0
+
+
+def _watch(args, resources: list, names: list[str], ns: str | None, since: int, printed: bool) -> None:
+    """-w: after the list, each change to a listed kind as a row (or an object), until interrupted or --timeout."""
+    import time
+
+    from gitkube.server import query
+
+    by_kind = {r.kind: r for r in resources}
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    headers_done = printed
+    with _open_reader(args) as store:
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                changes = store.changes_since(since, kinds=list(by_kind))
+                for c in changes:
+                    since = c["rv"]
+                    r = by_kind[c["kind"]]
+                    obj = printers.kube_object(c["object"])
+                    if (ns is not None and r.namespaced and c["namespace"] != ns) or (names and c["name"] not in names):
+                        continue
+                    if not query.matches(obj, args.selector, query.parse_field_selector(args.field_selector, r.kind)):
+                        continue
+                    if args.output in ("json", "yaml"):
+                        sys.stdout.write(_dump(obj, args.output))
+                    else:
+                        sys.stdout.write(_table_text(r, [obj], args, prefix=len(resources) > 1,
+                                                     headers_too=not headers_done))
+                        headers_done = True
+                    sys.stdout.flush()
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
 
 
 def cmd_describe(args) -> int:
@@ -338,17 +457,20 @@ def cmd_describe(args) -> int:
     try:
         kind, namespaced, names = _kind_and_names(args)
     except KeyError as e:
-        return fail(str(e).strip('"'), 1)
+        return fail(_message(e), 1)
     if kind in ("Event", "Endpoints"):
         return fail(f"describe does not support {kind}; use `gitkube get {kind.lower()}s -o yaml`", 1)
     ns = None if (args.all_namespaces or not namespaced) else args.namespace
     rc = 0
     pages = []
     with _open_reader(args) as store:
+        # Nodes tell the same story `get nodes` does: probed now when an inventory is at hand, else as recorded.
+        live = ({o["metadata"]["name"]: o for o in _live_nodes(args.inventory, store)}
+                if kind == "Node" and _probe_nodes(args) else None)
         if names:
             objects = []
             for name in names:
-                obj = store.get(kind, ns or "default", name) if not args.all_namespaces else next(
+                obj = live.get(name) if live is not None else store.get(kind, ns or "default", name) if not args.all_namespaces else next(
                     (o for o in store.list(kind) if o["metadata"]["name"] == name), None)
                 if obj is None:
                     _not_found(kind, name)
@@ -356,7 +478,7 @@ def cmd_describe(args) -> int:
                 else:
                     objects.append(obj)
         else:
-            objects = store.list(kind, namespace=ns)
+            objects = list(live.values()) if live is not None else store.list(kind, namespace=ns)
         for obj in objects:
             pages.append(_describe_one(store, kind, obj))
     if not objects and not names:
@@ -399,7 +521,7 @@ def cmd_events(args) -> int:
         try:
             kind, namespaced = printers.resolve_resource(resource)
         except KeyError as e:
-            return fail(str(e).strip('"'), 1)
+            return fail(_message(e), 1)
         if not name:
             return fail("--for takes KIND/NAME, e.g. pod/web", 1)
         involved = (kind, (args.namespace if namespaced else ""), name)

@@ -244,7 +244,7 @@ def test_describe_and_events(env, capsys):
     assert "Replicas:" in capsys.readouterr().out
     assert run("describe", "svc", "frontend") == 0
     assert "NodePort:" in capsys.readouterr().out
-    assert run("describe", "no", "n1") == 0
+    assert run("describe", "no", "n1", "--no-probe") == 0
     assert "198.18.0.11" in capsys.readouterr().out
     assert run("describe", "pod", "nope") == 1
     capsys.readouterr()

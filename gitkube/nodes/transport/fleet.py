@@ -15,6 +15,7 @@ from gitkube.nodes.transport.ssh import HostKeyError, SSHConnection, SSHError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PODS = 110
+KUBELET_VERSION = "gitkube"  # what a node's kubelet (and proxy) version reads as: gitkube runs both
 
 
 def now_iso() -> str:
@@ -28,10 +29,26 @@ class NodeHandle:
     config: NodeConfig
     ssh: SSHConnection
     docker: NodeDocker
+    _ids: tuple[int, dict] | None = None  # (SSH connection count, host identity) as last read
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def host_ids(self) -> dict:
+        """The node's bootID, machineID and systemUUID, read once per SSH connection (a reboot drops the
+        connection, so a new boot is read again): /proc/sys/kernel/random/boot_id, /etc/machine-id and
+        /sys/class/dmi/id/product_uuid (machine-id when the firmware gives none or it is not readable)."""
+        if self._ids is not None and self._ids[0] == self.ssh.connects and self.ssh.connected:
+            return self._ids[1]
+        ids = {}
+        for key, path in (("bootID", "/proc/sys/kernel/random/boot_id"), ("machineID", "/etc/machine-id"),
+                          ("systemUUID", "/sys/class/dmi/id/product_uuid")):
+            rc, out, _ = self.ssh.run(["cat", path], timeout=5.0)
+            ids[key] = out.decode(errors="replace").strip() if rc == 0 else ""
+        ids["systemUUID"] = ids["systemUUID"].lower() or ids["machineID"]
+        self._ids = (self.ssh.connects, ids)
+        return ids
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class ProbeResult:
     reason: str
     message: str
     seconds: float
+    ids: dict | None = None  # bootID, machineID, systemUUID (NodeHandle.host_ids)
 
 
 class Fleet:
@@ -93,7 +111,9 @@ class Fleet:
             t0 = time.monotonic()
             info = h.docker.call(h.docker.api.info)
             ver = h.docker.call(h.docker.api.version)
-            return ProbeResult(h.name, True, info, ver, "KubeletReady", "docker engine is ready", time.monotonic() - t0)
+            ids = h.host_ids()
+            return ProbeResult(h.name, True, info, ver, "KubeletReady", "docker engine is ready",
+                               time.monotonic() - t0, ids)
 
         t0 = time.monotonic()
         futs: dict[str, cf.Future] = {}
@@ -157,8 +177,9 @@ def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | Non
             "kernelVersion": info.get("KernelVersion", ""),
             "osImage": info.get("OperatingSystem", ""),
             "containerRuntimeVersion": f"docker://{info.get('ServerVersion', ver.get('Version', ''))}",
-            "kubeletVersion": "gitkube",
-            "machineID": info.get("ID", ""),
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": KUBELET_VERSION,  # gitkube's node proxy (HAProxy, configured by gitkube)
+            **{k: (probe.ids or {}).get(k, "") for k in ("machineID", "systemUUID", "bootID")},
         }
     if cfg.capacity:
         for k in ("cpu", "memory", "pods"):
@@ -174,7 +195,8 @@ def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | Non
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {**{k: v for k, v in (previous or {}).get("metadata", {}).items() if k in ("uid", "creationTimestamp")},
+        "metadata": {**{k: v for k, v in (previous or {}).get("metadata", {}).items()
+                        if k in ("uid", "creationTimestamp", "resourceVersion")},
                      "name": cfg.name, "labels": {"kubernetes.io/hostname": cfg.name, **cfg.labels}},
         "spec": {"podCIDR": cfg.pod_cidr, "unschedulable": cfg.unschedulable} if cfg.pod_cidr else {"unschedulable": cfg.unschedulable},
         "status": {
