@@ -52,6 +52,8 @@ from gitkube.api.models import (
     VolumeMount,
     default_pull_policy,
 )
+from gitkube.api.models import ConfigMap, Secret
+from gitkube.api.config import HIDDEN, redact
 from gitkube.api.quantity import cpu_millis, memory_bytes, parse_quantity
 from gitkube.api.validation import VALIDATORS
 
@@ -65,6 +67,7 @@ __all__ = [
     "ServiceSpec", "Namespace", "Node", "NodeAddress", "NodeCondition", "NodeStatus", "Event", "EventSource",
     "Endpoints", "EndpointSubset", "EndpointAddress", "EndpointPort", "API_VERSIONS", "Deployment", "ReplicaSet",
     "LabelSelector",
+    "ConfigMap", "Secret", "redact",
 ]
 
 API_VERSION = "v1"
@@ -100,8 +103,10 @@ class ObjectInvalid(ValueError):
         super().__init__(f"{what} is invalid: " + "; ".join(f"{p or '<document>'}: {m}" for p, m in self.errors))
 
 
-def _pydantic_message(err: dict[str, Any]) -> str:
+def _pydantic_message(err: dict[str, Any], hide: bool = False) -> str:
     t = err["type"]
+    if hide:
+        err = {**err, "input": _Hidden(err.get("input"))}
     if t == "extra_forbidden":
         return f'unknown field "{err["loc"][-1]}"'
     if t == "missing":
@@ -121,12 +126,23 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     return err["msg"]
 
 
+class _Hidden:
+    """A value shown as `<secret contents redacted>` whose type still names the original's."""
+
+    def __init__(self, v: Any):
+        self.v = v
+
+
 def _type_name(v: Any) -> str:
+    if isinstance(v, _Hidden):
+        return _type_name(v.v)
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "object",
             type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def _show(v: Any) -> str:
+    if isinstance(v, _Hidden):
+        return f'"{HIDDEN}"'
     if isinstance(v, str):
         return f'"{v}"'
     if isinstance(v, (dict, list)):
@@ -170,7 +186,8 @@ def parse_object(doc: Any) -> KubeObject:
         seen = set()
         for err in e.errors(include_url=False):
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            item = (loc, _pydantic_message(err))
+            # A Secret's value never appears in a message.
+            item = (loc, _pydantic_message(err, kind == "Secret" and loc[:1] in (("data",), ("stringData",))))
             if item not in seen:
                 seen.add(item)
                 locs.append(item)

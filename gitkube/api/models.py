@@ -83,8 +83,38 @@ class ObjectFieldSelector(K8sModel):
     apiVersion: Str = "v1"
 
 
+class ConfigMapKeySelector(K8sModel):
+    name: Str | None = None
+    key: Str
+    optional: Bool | None = None
+
+
+class SecretKeySelector(K8sModel):
+    name: Str | None = None
+    key: Str
+    optional: Bool | None = None
+
+
 class EnvVarSource(K8sModel):
     fieldRef: ObjectFieldSelector | None = None
+    configMapKeyRef: ConfigMapKeySelector | None = None
+    secretKeyRef: SecretKeySelector | None = None
+
+
+class ConfigMapEnvSource(K8sModel):
+    name: Str | None = None
+    optional: Bool | None = None
+
+
+class SecretEnvSource(K8sModel):
+    name: Str | None = None
+    optional: Bool | None = None
+
+
+class EnvFromSource(K8sModel):
+    prefix: Str | None = None
+    configMapRef: ConfigMapEnvSource | None = None
+    secretRef: SecretEnvSource | None = None
 
 
 class EnvVar(K8sModel):
@@ -174,6 +204,7 @@ class Container(K8sModel):
     args: tuple[Str, ...] | None = None
     workingDir: Str | None = None
     env: tuple[EnvVar, ...] | None = None
+    envFrom: tuple[EnvFromSource, ...] | None = None
     ports: tuple[ContainerPort, ...] | None = None
     volumeMounts: tuple[VolumeMount, ...] | None = None
     resources: ResourceRequirements | None = None
@@ -206,10 +237,32 @@ class HostPathVolumeSource(K8sModel):
     type: HostPathType | None = None
 
 
+class KeyToPath(K8sModel):
+    key: Str
+    path: Str
+    mode: Int | None = None
+
+
+class ConfigMapVolumeSource(K8sModel):
+    name: Str | None = None
+    items: tuple[KeyToPath, ...] | None = None
+    defaultMode: Int = 0o644
+    optional: Bool | None = None
+
+
+class SecretVolumeSource(K8sModel):
+    secretName: Str | None = None
+    items: tuple[KeyToPath, ...] | None = None
+    defaultMode: Int = 0o644
+    optional: Bool | None = None
+
+
 class Volume(K8sModel):
     name: Str
     emptyDir: EmptyDirVolumeSource | None = None
     hostPath: HostPathVolumeSource | None = None
+    configMap: ConfigMapVolumeSource | None = None
+    secret: SecretVolumeSource | None = None
 
 
 class PodSpec(K8sModel):
@@ -611,7 +664,29 @@ class Endpoints(K8sModel):
     subsets: tuple[EndpointSubset, ...] | None = None
 
 
-KubeObject = Union[Pod, ReplicationController, ReplicaSet, Deployment, Service, Namespace, Node, Event, Endpoints]
+# ---------------------------------------------------------------- configuration (gitkube.api.config validates)
+
+class ConfigMap(K8sModel):
+    apiVersion: Literal["v1"] = "v1"
+    kind: Literal["ConfigMap"] = "ConfigMap"
+    metadata: ObjectMeta
+    data: dict[Str, Str] | None = None
+    binaryData: dict[Str, Str] | None = None  # base64, as in Kubernetes' JSON
+    immutable: Bool | None = None
+
+
+class Secret(K8sModel):
+    apiVersion: Literal["v1"] = "v1"
+    kind: Literal["Secret"] = "Secret"
+    metadata: ObjectMeta
+    type: Str = "Opaque"
+    data: dict[Str, Str] | None = None  # base64, as in Kubernetes' JSON
+    stringData: dict[Str, Str] | None = None  # write-only: merged into data
+    immutable: Bool | None = None
+
+
+KubeObject = Union[Pod, ReplicationController, ReplicaSet, Deployment, Service, Namespace, Node, Event, Endpoints,
+                   ConfigMap, Secret]
 
 # kind -> model; a kind added here also needs its line in gitkube.api.resources (get, the API server's discovery)
 KINDS: dict[str, type[K8sModel]] = {
@@ -624,8 +699,10 @@ KINDS: dict[str, type[K8sModel]] = {
     "Node": Node,
     "Event": Event,
     "Endpoints": Endpoints,
+    "ConfigMap": ConfigMap,
+    "Secret": Secret,
 }
 NAMESPACED: frozenset[str] = frozenset({"Pod", "ReplicationController", "ReplicaSet", "Deployment", "Service", "Event",
-                                       "Endpoints"})
+                                       "Endpoints", "ConfigMap", "Secret"})
 # The group/version of each kind not in the core v1 group.
 API_VERSIONS: dict[str, str] = {"ReplicaSet": "apps/v1", "Deployment": "apps/v1"}

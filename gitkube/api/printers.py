@@ -5,6 +5,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from gitkube.api import resources as _res
+from gitkube.api.config import redact, redacted_size
 
 # resource name/alias -> (kind, namespaced), from the resource table (gitkube.api.resources)
 RESOURCES: dict[str, tuple[str, bool]] = {n: (r.kind, r.namespaced) for n, r in _res.ALIASES.items()}
@@ -115,9 +116,9 @@ def kube_object(obj: Mapping) -> dict:
     res = _res.BY_KIND.get(obj.get("kind"))
     out = {"apiVersion": obj.get("apiVersion") or (res.api_version if res else "v1"), "kind": obj.get("kind"),
            "metadata": obj.get("metadata", {})}
-    if obj.get("kind") in ("Event", "Endpoints"):
+    if obj.get("kind") in ("Event", "Endpoints", "ConfigMap", "Secret"):
         out.update({k: v for k, v in obj.items() if k not in out})
-        return out
+        return redact(out)  # a Secret's values never leave: keys and sizes only
     out["spec"] = obj.get("spec") or {}
     status = obj.get("status")
     if not status and obj.get("kind") == "Pod":
@@ -325,6 +326,13 @@ def table_rows(kind: str, objects: Sequence[Mapping], *, wide: bool = False, all
         rows = [[format_age(e.get("lastTimestamp") or e.get("firstTimestamp"), now), e.get("type", ""),
                  e.get("reason", ""), involved_text(e), " ".join(str(e.get("message", "")).split())]
                 for e in objects]
+    elif kind == "ConfigMap":
+        headers = ["NAME", "DATA", "AGE"]
+        rows = [[_meta(c)["name"], str(len(c.get("data") or {}) + len(c.get("binaryData") or {})), age(c)]
+                for c in objects]
+    elif kind == "Secret":
+        headers = ["NAME", "TYPE", "DATA", "AGE"]
+        rows = [[_meta(c)["name"], c.get("type", "Opaque"), str(len(c.get("data") or {})), age(c)] for c in objects]
     else:
         raise KeyError(kind)
     if all_namespaces and NAMESPACED.get(kind):
@@ -794,3 +802,39 @@ def template_images(tmpl: Mapping | None) -> str:
     images = [c.get("image", "") for c in ((tmpl or {}).get("spec") or {}).get("containers") or []]
     tags = [i.rsplit("/", 1)[-1].split(":", 1)[1] if ":" in i.rsplit("/", 1)[-1] else i for i in images]
     return ",".join(tags) or NONE
+
+
+def describe_configmap(cm: Mapping, events: Sequence[Mapping] = (), now: datetime | None = None) -> str:
+    """Renders `describe configmap`: name, labels, annotations, every key with its value, events."""
+    m = _meta(cm)
+    page = _Page()
+    page.add(0, "Name:", m["name"])
+    page.add(0, "Namespace:", m.get("namespace", "default"))
+    page.labels(0, "Labels", m.get("labels"))
+    page.labels(0, "Annotations", m.get("annotations"))
+    lines = [page.text().rstrip("\n"), "", "Data", "===="]
+    for k, v in sorted((cm.get("data") or {}).items()):
+        lines += [f"{k}:", "----", str(v), ""]
+    lines += ["", "BinaryData", "===="]
+    for k, v in sorted((cm.get("binaryData") or {}).items()):
+        lines.append(f"{k}: {len(v) * 3 // 4 - v.count('=', -2)} bytes")
+    ev = _Page()
+    _events_section(ev, events, now)
+    return "\n".join(lines) + "\n\n" + ev.text()
+
+
+def describe_secret(secret: Mapping, events: Sequence[Mapping] = (), now: datetime | None = None) -> str:
+    """Renders `describe secret` as kubectl does: the keys and their sizes, never a value."""
+    s = redact(secret)
+    m = _meta(s)
+    page = _Page()
+    page.add(0, "Name:", m["name"])
+    page.add(0, "Namespace:", m.get("namespace", "default"))
+    page.labels(0, "Labels", m.get("labels"))
+    page.labels(0, "Annotations", m.get("annotations"))
+    lines = [page.text().rstrip("\n"), "", f"Type:  {s.get('type', 'Opaque')}", "", "Data", "===="]
+    for k, v in sorted((s.get("data") or {}).items()):
+        lines.append(f"{k}:  {redacted_size(v)} bytes")
+    ev = _Page()
+    _events_section(ev, events, now)
+    return "\n".join(lines) + "\n\n" + ev.text()

@@ -50,6 +50,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("Event", "events", ("ev",)),
     Resource("Node", "nodes", ("no",), namespaced=False),
     Resource("Namespace", "namespaces", ("ns",), namespaced=False),
+    Resource("ConfigMap", "configmaps", ("cm",)),
+    Resource("Secret", "secrets"),
 )
 
 BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}

@@ -26,6 +26,7 @@ from gitkube.api.models import (
     Service,
 )
 from gitkube.api.quantity import parse_quantity
+from gitkube.api.config import config_key, validate_configmap, validate_secret
 
 Loc = tuple[str | int, ...]
 Errors = list[tuple[Loc, str]]
@@ -178,9 +179,17 @@ def _container(errs: Errors, loc: Loc, c: Container, volume_names: set[str], hos
             if e.value:
                 errs.append((eloc + ("valueFrom",), "Invalid value: may not be specified when `value` is not empty"))
             ref = e.valueFrom.fieldRef
-            if ref is None:
-                errs.append((eloc + ("valueFrom",), "Invalid value: must specify one of: `fieldRef`"))
-            else:
+            sources = [k for k in ("fieldRef", "configMapKeyRef", "secretKeyRef") if getattr(e.valueFrom, k) is not None]
+            if len(sources) > 1:
+                errs.append((eloc + ("valueFrom",), "Invalid value: may not have more than one field specified at a time"))
+            if not sources:
+                errs.append((eloc + ("valueFrom",), "Invalid value: must specify one of: `fieldRef`, "
+                                                    "`configMapKeyRef` or `secretKeyRef`"))
+            for kind in ("configMapKeyRef", "secretKeyRef"):
+                sel = getattr(e.valueFrom, kind)
+                if sel is not None:
+                    config_errs(errs, eloc + ("valueFrom", kind), sel.name, "name", sel.key)
+            if ref is not None:
                 if ref.apiVersion != "v1":
                     errs.append((eloc + ("valueFrom", "fieldRef", "apiVersion"),
                                  f'Unsupported value: "{ref.apiVersion}": supported values: "v1"'))
@@ -188,6 +197,18 @@ def _container(errs: Errors, loc: Loc, c: Container, volume_names: set[str], hos
                     errs.append((eloc + ("valueFrom", "fieldRef", "fieldPath"),
                                  f'Unsupported value: "{ref.fieldPath}": supported values: '
                                  + ", ".join(f'"{p}"' for p in sorted(SUPPORTED_FIELD_PATHS))))
+    for i, ef in enumerate(c.envFrom or ()):
+        floc = loc + ("envFrom", i)
+        sources = [k for k in ("configMapRef", "secretRef") if getattr(ef, k) is not None]
+        if len(sources) != 1:
+            errs.append((floc, "Invalid value: must specify one of: `configMapRef` or `secretRef`" if not sources
+                         else "Invalid value: may not have more than one field specified at a time"))
+        for kind in sources:
+            config_errs(errs, floc + (kind,), getattr(ef, kind).name, "name", None)
+        if ef.prefix and not names.ENV_VAR_NAME.match(ef.prefix):
+            errs.append((floc + ("prefix",), f'Invalid value: "{ef.prefix}": a valid environment variable name must '
+                                             "consist of alphabetic characters, digits, '_', '-', or '.', and must "
+                                             "not start with a digit"))
     mount_paths: set[str] = set()
     for i, m in enumerate(c.volumeMounts or ()):
         mloc = loc + ("volumeMounts", i)
@@ -215,6 +236,44 @@ def _container(errs: Errors, loc: Loc, c: Container, volume_names: set[str], hos
                 _handler(errs, loc + ("lifecycle", hook), h, port_names)
 
 
+def config_errs(errs: Errors, loc: Loc, name: str | None, name_field: str, key: str | None) -> None:
+    """A reference to a ConfigMap or Secret (and one of its keys) must name them validly."""
+    _name(errs, loc + (name_field,), name, names.dns1123_subdomain)
+    if key is not None:
+        if not key:
+            errs.append((loc + ("key",), "Required value"))
+        for e in config_key(key) if key else ():
+            errs.append((loc + ("key",), f'Invalid value: "{key}": {e}'))
+
+
+_FILE_MODE = "must be a number between 0 and 0777 (octal), both inclusive"
+
+
+def config_volume_errs(errs: Errors, loc: Loc, name: str | None, name_field: str, src) -> None:
+    """A configMap or secret volume: the object's name, file modes, and items' keys and relative paths."""
+    config_errs(errs, loc, name, name_field, None)
+    if not 0 <= src.defaultMode <= 0o777:
+        errs.append((loc + ("defaultMode",), f"Invalid value: {src.defaultMode}: {_FILE_MODE}"))
+    paths: set[str] = set()
+    for j, it in enumerate(src.items or ()):
+        iloc = loc + ("items", j)
+        config_errs(errs, iloc, "x", "name", it.key)
+        parts = it.path.split("/")
+        if not it.path:
+            errs.append((iloc + ("path",), "Required value"))
+        elif it.path.startswith("/"):
+            errs.append((iloc + ("path",), f'Invalid value: "{it.path}": must be a relative path'))
+        elif ".." in parts:
+            errs.append((iloc + ("path",), f'Invalid value: "{it.path}": must not contain \'..\''))
+        elif it.path.startswith(".."):
+            errs.append((iloc + ("path",), f'Invalid value: "{it.path}": must not start with \'..\''))
+        elif it.path in paths:
+            errs.append((iloc + ("path",), f'Duplicate value: "{it.path}"'))
+        paths.add(it.path)
+        if it.mode is not None and not 0 <= it.mode <= 0o777:
+            errs.append((iloc + ("mode",), f"Invalid value: {it.mode}: {_FILE_MODE}"))
+
+
 def validate_pod_spec(spec: PodSpec, loc: Loc = ("spec",)) -> Errors:
     """Decides whether a pod spec is acceptable as the apiserver would (names, ports, probes, env, volumes)."""
     errs: Errors = []
@@ -225,9 +284,14 @@ def validate_pod_spec(spec: PodSpec, loc: Loc = ("spec",)) -> Errors:
         if v.name in volume_names:
             errs.append((vloc + ("name",), f'Duplicate value: "{v.name}"'))
         volume_names.add(v.name)
-        sources = [k for k in ("emptyDir", "hostPath") if getattr(v, k) is not None]
+        sources = [k for k in ("emptyDir", "hostPath", "configMap", "secret") if getattr(v, k) is not None]
         if not sources:
-            errs.append((vloc, "Required value: must specify a volume type (emptyDir or hostPath)"))
+            errs.append((vloc, "Required value: must specify a volume type (emptyDir, hostPath, configMap or "
+                               "secret)"))
+        if v.configMap is not None:
+            config_volume_errs(errs, vloc + ("configMap",), v.configMap.name, "name", v.configMap)
+        if v.secret is not None:
+            config_volume_errs(errs, vloc + ("secret",), v.secret.secretName, "secretName", v.secret)
         for extra in sources[1:]:
             errs.append((vloc + (extra,), "Forbidden: may not specify more than 1 volume type"))
         if v.hostPath is not None:
@@ -485,4 +549,6 @@ VALIDATORS: dict[str, Callable[..., Errors]] = {
     "Node": validate_node,
     "Event": _validate_observed,
     "Endpoints": _validate_observed,
+    "ConfigMap": validate_configmap,
+    "Secret": validate_secret,
 }

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "gitkube.cli.images_cmd",  # images build/load/list
     "gitkube.cli.rollout_cmd", # rollout status/history
     "gitkube.cli.api_cmds",    # api, kubeconfig (and the API server serve starts)
+    "gitkube.cli.secret_cmd",  # secret encrypt
 ]
 
 
@@ -94,6 +95,7 @@ def expected_failure(e: BaseException) -> str | None:
     for mod, names in (("gitkube.store.db", ("StoreLocked", "StoreCorrupt", "ReadOnlyStore")),
                        ("gitkube.store.schema", ("SchemaTooNew",)),
                        ("gitkube.source.git", ("SourceError",)),
+                       ("gitkube.source.secrets", ("IdentityError",)),
                        ("gitkube.nodes.transport.ssh", ("SSHError",)),
                        ("gitkube.nodes.transport.docker_api", ("APIError", "DockerUnavailable")),
                        ("gitkube.nodes.fleetlock", ("FleetLocked", "LockError")),

@@ -19,6 +19,10 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--inventory", default="inventory.yaml", metavar="FILE",
                    help="node inventory: read from the same revision when the file is in the repository, else from "
                         "disk (default: inventory.yaml)")
+    g.add_argument("--age-identity", default=None, metavar="FILE",
+                   help="age identity file (age-keygen's AGE-SECRET-KEY-1… lines) that decrypts the *.yaml.age "
+                        "manifests of the revision (default: env GITKUBE_AGE_IDENTITY; none: an encrypted file is "
+                        "refused)")
 
 
 def fail(message: str, code: int = 1) -> int:

@@ -66,7 +66,7 @@ def register(sub) -> None:
 def _source(args):
     from gitkube.controller import Source
 
-    return Source(args.repo, args.rev, args.path, args.inventory)
+    return Source(args.repo, args.rev, args.path, args.inventory, getattr(args, "age_identity", None))
 
 
 def _say(msg: str) -> None:

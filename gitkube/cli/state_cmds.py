@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "describe", formatter_class=fmt, help="show one object in detail, with its events",
         description="Print a kubectl-like description of objects from the state DB, followed by their events.\n"
                     "KINDS: pods (po), replicationcontrollers (rc), deployments (deploy), replicasets (rs), services (svc), "
-                    "nodes (no), namespaces (ns).")
+                    "nodes (no), namespaces (ns), configmaps (cm), secrets (keys and sizes only).")
     p.add_argument("kind", metavar="KIND", help="resource kind (KIND/NAME also accepted)")
     p.add_argument("names", metavar="NAME", nargs="*", help="object names (default: all in the namespace)")
     _scope_args(p)
@@ -119,7 +119,10 @@ def _open_reader(args):
 def _load(args):
     from gitkube.source import load_revision
 
-    return load_revision(args.repo, args.rev, args.path, extra_files=(args.inventory,))
+    from gitkube.source.secrets import identity_path, load_identities
+
+    return load_revision(args.repo, args.rev, args.path, extra_files=(args.inventory,),
+                         identities=load_identities(identity_path(args.age_identity)))
 
 
 @contextlib.contextmanager
@@ -176,12 +179,16 @@ def cmd_diff(args) -> int:
         try:
             with _open_reader(args) as store:
                 stored = store.list(origin="git")
-                desired = [to_k8s(o) for o in rev.objects]
+                desired = [to_k8s(o) for o in rev.objects]  # Secrets redacted: keys, sizes and keyed digests
                 changes = object_changes(desired, _without_controller_fields(stored, desired))
                 rollouts = diff_notes(changes, store)
         except (sqlite3.Error, RuntimeError) as e:
             return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
     sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
+    config_lines = _config_effects(changes, rev.objects)
+    if config_lines:
+        print("# ConfigMaps and Secrets changed: who reads them")
+        print("\n".join(config_lines))
     print(summarise(changes), file=sys.stderr)
     if rollouts:
         print("# rollouts")
@@ -193,6 +200,25 @@ def cmd_diff(args) -> int:
         print("# plan: what apply would do now (scheduling and node actions)")
         print("\n".join(node_lines))
     return 1 if changes or node_lines or rollouts else 0
+
+
+def _config_effects(changes, objects) -> list[str]:
+    """Lines naming the pods and controllers (anything with a pod template) that a ConfigMap/Secret change affects."""
+    from gitkube.reconcile.configrefs import affected
+
+    changed = [(c.kind, c.namespace or "default", c.name) for c in changes if c.kind in ("ConfigMap", "Secret")]
+    if not changed:
+        return []
+    users = []
+    for o in objects:
+        ns = o.metadata.namespace or "default"
+        if o.kind == "Pod":
+            users.append((o.kind, ns, o.metadata.name, o.spec))
+        else:
+            tmpl = getattr(getattr(o, "spec", None), "template", None)
+            if tmpl is not None and getattr(tmpl, "spec", None) is not None:
+                users.append((o.kind, ns, o.metadata.name, tmpl.spec))
+    return affected(changed, users)
 
 
 def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[dict]:
@@ -239,7 +265,8 @@ def _node_plan_lines(args) -> list[str] | None:
         print(f"note: no inventory ({args.inventory}): objects only, no scheduling or node plan", file=sys.stderr)
         return []
     try:
-        plan, node_actions, works = dry_run(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory))
+        plan, node_actions, works = dry_run(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory,
+                                                                   args.age_identity))
     except InvalidInput as e:
         for prob in e.problems:
             print(prob, file=sys.stderr)
@@ -509,6 +536,10 @@ def _describe_one(store, kind: str, obj: dict) -> str:
     if kind == "Node":
         pods = [p for p in store.list("Pod") if (p.get("spec") or {}).get("nodeName") == meta["name"]]
         return printers.describe_node(obj, pods, events)
+    if kind == "ConfigMap":
+        return printers.describe_configmap(obj, events)
+    if kind == "Secret":
+        return printers.describe_secret(obj, events)
     return printers.describe_namespace(obj, events)
 
 

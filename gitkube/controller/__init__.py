@@ -27,6 +27,9 @@ from gitkube.reconcile.nodelifecycle import LifecyclePod, NodeCondition, NodeHea
 from gitkube.reconcile.podsync import PodWork, iso, plan_node
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.source import load_revision
+from gitkube.source.secrets import identity_path, load_identities
+from gitkube.controller.configwire import config_at_applied
+from gitkube.reconcile.configrefs import env_digests, template_config_inputs
 from gitkube.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class Source:
     rev: str | None = None
     path: str = "manifests"
     inventory: str = "inventory.yaml"
+    age_identity: str | None = None  # decrypts *.age manifests (else env GITKUBE_AGE_IDENTITY)
 
 
 @dataclass
@@ -100,6 +104,9 @@ class Controller:
         self.lock = threading.RLock()
         self._removed_uids: set[str] = set()  # deleted pods whose node showed no container of theirs last sync
         self.first_seen: dict[str, float] = {}  # node -> this process's first heartbeat of it (eviction clocks)
+        self.identities = load_identities(identity_path(source.age_identity))
+        self._config: dict | None = None  # ConfigMap/Secret values of the applied revision (memory only)
+        self.template_inputs = self._config_template_inputs
 
     def close(self) -> None:
         if self.probes is not None:
@@ -113,7 +120,8 @@ class Controller:
     # -- source and inventory ---------------------------------------------------------------------------
     def load(self):
         """The revision (validated) and the inventory nodes it names (from the revision when it holds one)."""
-        rev = load_revision(self.source.repo, self.source.rev, self.source.path, extra_files=(self.source.inventory,))
+        rev = load_revision(self.source.repo, self.source.rev, self.source.path, extra_files=(self.source.inventory,),
+                            identities=self.identities)
         inv_text = (rev.files or {}).get(self.source.inventory)
         text = inv_text.decode() if isinstance(inv_text, bytes) else inv_text
         nodes = load_inventory(self.source.inventory, text=text)
@@ -224,8 +232,11 @@ class Controller:
             if self.store.kv_get("last_refused") != rev.sha:
                 self.store.record_refused(rev.sha, rev.problems)
                 self.store.kv_set("last_refused", rev.sha)
+            if self._config is None:
+                self._config = config_at_applied(self.store, self.source, self.identities)
         else:
-            report.synced = self.store.sync_revision(rev.sha, [to_k8s(o) for o in rev.objects])
+            report.synced = self.store.sync_revision(rev.sha, [to_k8s(o) for o in rev.objects])  # Secrets redacted
+            self._config = rev.config
         ready_nodes = self.heartbeat(nodes, now)
         self._reapply_bindings()
         plan = self._plan(now)
@@ -267,6 +278,17 @@ class Controller:
                             deployments=self.store.list("Deployment", namespace="*"),
                             replicasets=self.store.list("ReplicaSet", namespace="*"),
                             git_commit=self.store.applied_revision(), template_inputs=self.template_inputs)
+
+    def _config_template_inputs(self, d: dict) -> list:
+        """A Deployment's pod-template-hash input from the config its env reads (kept when config is unreadable)."""
+        key = "/".join(key_of(d))
+        saved = self.store.kv_get("config_template_inputs", {}) or {}
+        if self._config is None:
+            return saved.get(key, [])
+        inputs = template_config_inputs(d, self._config)
+        if saved.get(key, []) != inputs and self.store.writer:
+            self.store.kv_set("config_template_inputs", {**saved, key: inputs})
+        return inputs
 
     def _reapply_bindings(self) -> None:
         """Bindings outlive a changed Git spec: the pod stays on its node (the kubelet restarts changed containers)."""
@@ -420,7 +442,7 @@ class Controller:
     # -- pods on nodes ----------------------------------------------------------------------------------
     def _cluster_context(self, dp=None) -> ClusterContext:
         if dp is not None:
-            return ClusterContext(dns_server=dp.dns_ip, services=dp.env)
+            return ClusterContext(dns_server=dp.dns_ip, services=dp.env, config=self._config)
         services: dict[str, list[ServiceInfo]] = {}
         for s in self.store.list("Service", namespace="*"):
             spec = s.get("spec") or {}
@@ -430,7 +452,7 @@ class Controller:
             services.setdefault(key_of(s)[0], []).append(
                 ServiceInfo(meta(s)["name"], ip, tuple((p.get("name"), p["port"], p.get("protocol", "TCP")) for p in spec.get("ports") or [])))
         dns = self.store.kv_get("cluster_dns")
-        return ClusterContext(dns_server=dns, services=services)
+        return ClusterContext(dns_server=dns, services=services, config=self._config)
 
     def works_by_node(self) -> dict[str, list[PodWork]]:
         """Pods bound to each node, as the kubelets should run them."""
@@ -445,7 +467,11 @@ class Controller:
             except Exception as e:  # noqa: BLE001 - a stored object that no longer validates is skipped, loudly
                 log.warning("pod %s/%s skipped: %s", *key_of(p), e)
                 continue
-            out.setdefault(node, []).append(PodWork(model, meta(p)["uid"], deleting=is_deleting(p), last_status=p.get("status") or {}))
+            # A ReplicaSet's pods keep the env they started with: their Deployment rolls out (template_inputs).
+            by_rs = any(r.get("kind") == "ReplicaSet" for r in meta(p).get("ownerReferences") or [])
+            digests = {} if by_rs else env_digests(model.spec, key_of(p)[0], self._config or {})
+            out.setdefault(node, []).append(PodWork(model, meta(p)["uid"], deleting=is_deleting(p), last_status=p.get("status") or {},
+                                                    config_digests=digests))
         return out
 
     def _sync_nodes(self, nodes: list[NodeConfig], ready: dict[str, bool], ctx: ClusterContext) -> dict[str, SyncResult | Exception]:
@@ -527,6 +553,7 @@ def dry_run(state_dir: str, source: Source, now: float | None = None):
             if rev.problems:
                 raise InvalidInput(rev.problems, "revision")
             ctrl.store.sync_revision(rev.sha, [to_k8s(o) for o in rev.objects])
+            ctrl._config = rev.config
             ctrl.heartbeat(nodes, now)
             ctrl._reapply_bindings()
             plan = ctrl._plan(now)

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from gitkube.api import Container, Pod
+from gitkube.reconcile.configrefs import ConfigValues, env_from, key_ref_value
 
 
 @dataclass(frozen=True)
@@ -90,16 +91,28 @@ def field_value(pod: Pod, uid: str, path: str, node_name: str, pod_ip: str | Non
 
 
 def container_env(pod: Pod, uid: str, c: Container, node_name: str, pod_ip: str | None, host_ip: str | None,
-                  services: list[ServiceInfo]) -> list[tuple[str, str]]:
-    """The container's final environment: service variables first, then its own env, each expanded in order."""
-    own = [e.name for e in c.env or ()]
+                  services: list[ServiceInfo], config: ConfigValues | None = None,
+                  warnings: list[str] | None = None) -> list[tuple[str, str]]:
+    """The container's final environment: service variables first, then envFrom, then its own env, each expanded
+    in order. Raises configrefs.ConfigError when a ConfigMap/Secret or key it needs is missing."""
+    ns = pod.metadata.namespace or "default"
+    config = config or {}
+    from_sources, skipped = env_from(c, ns, config)
+    if warnings is not None:
+        warnings.extend(skipped)
+    own = [e.name for e in c.env or ()] + [k for k, _ in from_sources]
     env: dict[str, str] = {}
     for k, v in service_env(services):
         if k not in own:  # a name the pod defines wins over a service variable
             env[k] = v
+    env.update(from_sources)
     for e in c.env or ():
         if e.valueFrom is not None and e.valueFrom.fieldRef is not None:
             env[e.name] = field_value(pod, uid, e.valueFrom.fieldRef.fieldPath, node_name, pod_ip, host_ip)
+        elif e.valueFrom is not None and (e.valueFrom.configMapKeyRef or e.valueFrom.secretKeyRef) is not None:
+            value = key_ref_value(e, ns, config)
+            if value is not None:
+                env[e.name] = value
         else:
             # $(VAR) resolves against entries defined before this one and the service variables.
             env[e.name] = expand(e.value or "", env)

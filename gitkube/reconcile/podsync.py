@@ -48,6 +48,8 @@ class PodWork:
     uid: str
     deleting: bool = False
     last_status: dict = field(default_factory=dict, hash=False, compare=False)
+    # container name -> digest of the ConfigMaps/Secrets its env reads (configrefs.env_digests): part of its hash
+    config_digests: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -96,10 +98,11 @@ class KillPod:
 Action = EnsureSandbox | StartContainer | KillContainer | RemoveContainer | KillPod
 
 
-def container_hash(c: Container) -> str:
-    """A short digest of a container's spec: a changed spec means a new container."""
+def container_hash(c: Container, config_digest: str = "") -> str:
+    """A short digest of a container's spec, and of the config its env reads when it reads any
+    (configrefs.env_config_digest): a changed spec, or changed env config, means a new container."""
     body = json.dumps(c.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+    return hashlib.sha256((body + (f"\0{config_digest}" if config_digest else "")).encode()).hexdigest()[:16]
 
 
 def parse_time(ts: str | None) -> float | None:
@@ -218,7 +221,7 @@ def plan_pod(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float,
             actions.append(StartContainer(w.uid, c.name, int(last.get("restartCount", -1)) + 1 if had_run else 0,
                                           "recreate missing" if had_run else "create"))
             continue
-        desired_hash = container_hash(c)
+        desired_hash = container_hash(c, w.config_digests.get(c.name, ""))
         if latest.running:
             if sandbox_new:
                 actions.append(StartContainer(w.uid, c.name, latest.restart_count + 1, "restart"))

@@ -13,7 +13,7 @@ from gitkube.api.errors import Problem
 
 S_IFLNK = 0o120000
 S_IFGITLINK = 0o160000
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".yaml.age", ".yml.age", ".json.age")  # *.age: age-encrypted
 
 
 class SourceError(Exception):

@@ -382,20 +382,21 @@ def _expand_lists(doc: _Doc, problems: list[Problem]) -> list[_Doc]:
 
 
 def load_files(files: list[tuple[str, bytes]], max_bytes: int = DEFAULT_MAX_BYTES,
-               max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES) -> Loaded:
+               max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES, plaintext_secrets: bool = False) -> Loaded:
     """Decides which objects the files define and which problems make them unacceptable (all of them, located)."""
     # Loading allocates millions of small acyclic objects; the cyclic collector would otherwise
     # walk the growing heap again and again (measured: it doubled the time for 5,000 manifests).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load_files(files, max_bytes, max_alias_nodes)
+        return _load_files(files, max_bytes, max_alias_nodes, plaintext_secrets)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _load_files(files: list[tuple[str, bytes]], max_bytes: int, max_alias_nodes: int) -> Loaded:
+def _load_files(files: list[tuple[str, bytes]], max_bytes: int, max_alias_nodes: int,
+                plaintext_secrets: bool) -> Loaded:
     out = Loaded()
     problems = out.problems
     docs: list[_Doc] = []
@@ -409,7 +410,7 @@ def _load_files(files: list[tuple[str, bytes]], max_bytes: int, max_alias_nodes:
             problems.append(bad)
             continue
         assert text is not None
-        raw = _json_docs(path, text, problems) if path.endswith(".json") else _yaml_docs(
+        raw = _json_docs(path, text, problems) if path.removesuffix(".age").endswith(".json") else _yaml_docs(
             path, text, max_alias_nodes, problems)
         for d in raw:
             docs.extend(_expand_lists(d, problems))
@@ -435,6 +436,11 @@ def _load_files(files: list[tuple[str, bytes]], max_bytes: int, max_alias_nodes:
                                     f"duplicate object: {what} is also defined at {d.path}:{line}"))
             continue
         seen[key] = (d.path, line)
+        if obj.kind == "Secret" and not plaintext_secrets and not d.path.endswith(".age"):
+            problems.append(Problem(d.path, d.line_of(("kind",)), "kind",
+                                    "a Secret in plain text in Git is refused: encrypt the file with `gitkube secret "
+                                    "encrypt FILE --recipient AGE_PUBKEY` (it becomes FILE.age), or opt in with a "
+                                    "file named .gitkube-plaintext-secrets at the repository root or in --path"))
         if obj.kind == "Namespace":
             namespaces.add(obj.metadata.name)
         placed.append((obj, d))

@@ -95,7 +95,7 @@ def test_all_errors_are_reported_with_paths() -> None:
     (lambda d: d["spec"].update(restartPolicy="Sometimes"), "spec.restartPolicy"),
     (lambda d: d["spec"]["containers"][0].update(env=[{"name": "1A", "value": "x"}]), "spec.containers[0].env[0].name"),
     (lambda d: d["spec"].update(volumes=[{"name": "v"}]), "spec.volumes[0]"),
-    (lambda d: d["spec"].update(volumes=[{"name": "v", "configMap": {}}]), "spec.volumes[0].configMap"),
+    (lambda d: d["spec"].update(volumes=[{"name": "v", "gitRepo": {}}]), "spec.volumes[0].gitRepo"),
     (lambda d: d["spec"]["containers"][0].update(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
      "spec.containers[0].resources.requests.cpu"),
     (lambda d: d["spec"]["containers"][0].update(resources={"requests": {"gpu": "1"}}),

@@ -14,6 +14,8 @@ from gitkube.nodes.transport.docker_api import APIError, ImageNotFound, NotFound
 from gitkube.nodes.transport.fleet import NodeHandle
 from gitkube.nodes.images.archive import PAUSE_IMAGE
 from gitkube.nodes.kubelet import hooks
+from gitkube.nodes.kubelet.configvol import ConfigVolumes, VolumeWriteError, config_blocks, create_volumes, volume_name
+from gitkube.reconcile.configrefs import ConfigError, config_volumes, volume_files
 from gitkube.nodes.transport.ssh import SSHError
 from gitkube.reconcile.containerenv import ServiceInfo, command_line, container_env
 from gitkube.reconcile.volumes import host_path_check
@@ -48,6 +50,7 @@ class ClusterContext:
     dns_server: str | None = None
     dns_domain: str = "cluster.local"
     services: dict[str, list[ServiceInfo]] = field(default_factory=dict)  # namespace -> services
+    config: dict | None = field(default_factory=dict, repr=False)  # (kind, ns, name) -> ConfigData; None: unreadable
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class PodRuntime:
         # (as the kubelet's pod workers do) instead of holding up every other pod on every node.
         self._terminating: set[str] = set()
         self._reaper = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"terminate-{handle.name}")
+        self.config_vols = ConfigVolumes(handle)
+        self._config_waiting: set[tuple[str, str]] = set()
 
     @property
     def node(self) -> str:
@@ -197,10 +202,12 @@ class PodRuntime:
         calls0 = self.h.docker.calls
         observed = self.observe(status_hints(works))
         now = now or time.time()
-        actions = plan_node(works, observed, now)
+        actions = plan_node(works, observed, now, self._config_blocked(works, ctx) if execute else None)
         if execute and actions:
             self.execute(actions, {w.uid: w for w in works}, ctx, observed)
             observed = self.observe()
+        if execute:
+            self._refresh_config_volumes(works, observed, ctx)
         by_pod = group(observed)
         live = {w.uid for w in works}
         self._pull = {k: v for k, v in self._pull.items() if k[0] in live}  # a deleted pod's back-off goes with it
@@ -218,6 +225,38 @@ class PodRuntime:
         with self._lock:
             events, self._events = self._events, []
         return SyncResult(statuses, events, observed, actions, self.h.docker.calls - calls0)
+
+    def _config_blocked(self, works: list[PodWork], ctx: ClusterContext) -> dict[tuple[str, str], str]:
+        """Containers whose ConfigMap/Secret (or key) is missing wait with the kubelet's reason and event."""
+        blocks = config_blocks(works, ctx.config)
+        for key, (reason, ev_reason, msg) in blocks.items():
+            w = next(w for w in works if w.uid == key[0])
+            self.event(w, ev_reason, msg, "Warning")
+            self.waiting[key] = (reason, msg.removeprefix("Error: "))
+        for key in self._config_waiting - set(blocks):
+            self.waiting.pop(key, None)
+        self._config_waiting = set(blocks)
+        return {k: v[2] for k, v in blocks.items()}
+
+    def _refresh_config_volumes(self, works: list[PodWork], observed: list[ObservedContainer],
+                                ctx: ClusterContext) -> None:
+        """A changed ConfigMap/Secret reaches the files of running pods (a missing one leaves the last files)."""
+        infra = {o.pod_uid: o.id for o in observed if o.container == INFRA and o.running}
+        self.config_vols.forget(set(infra.values()))
+        if ctx.config is None:
+            return  # unreadable config: the files stay as they are
+        for w in works:
+            if w.deleting or w.uid not in infra:
+                continue
+            for v in config_volumes(w.pod.spec):
+                try:
+                    if self.config_vols.ensure(infra[w.uid], volume_files(v, w.pod.metadata.namespace or "default",
+                                                                          ctx.config)):
+                        log.info("node %s: pod %s: volume %s updated", self.node, w.key, v.name)
+                except ConfigError:
+                    continue
+                except VolumeWriteError as e:
+                    log.warning("node %s: pod %s: volume %s: %s", self.node, w.key, v.name, e)
 
     def execute(self, actions: list[Action], works: dict[str, PodWork], ctx: ClusterContext,
                 observed: list[ObservedContainer]) -> None:
@@ -317,6 +356,7 @@ class PodRuntime:
             network_mode="host" if spec.hostNetwork else "bridge",
             ipc_mode="shareable",
             port_bindings=port_bindings or None,
+            binds=create_volumes(self.h, w.uid, spec, docker_name) or None,  # configMap/secret volumes
             **dns_kw,
         )
         hostname = (spec.hostname or m.name)[:63].rstrip("-.")
@@ -411,13 +451,29 @@ class PodRuntime:
         ns = m.namespace or "default"
         infra = self.h.docker.call(self.api.inspect_container, infra_id)
         pod_ip = self.host_ip if spec.hostNetwork else (infra.get("NetworkSettings") or {}).get("IPAddress")
-        env = container_env(w.pod, w.uid, c, self.node, pod_ip, self.host_ip, ctx.services.get(ns, []))
+        try:
+            warnings: list[str] = []
+            env = container_env(w.pod, w.uid, c, self.node, pod_ip, self.host_ip, ctx.services.get(ns, []),
+                                ctx.config, warnings)
+            for v in config_volumes(spec):
+                if any(vm.name == v.name for vm in c.volumeMounts or ()):
+                    self.config_vols.ensure(infra_id, volume_files(v, ns, ctx.config))
+        except (ConfigError, VolumeWriteError) as e:
+            reason = "CreateContainerConfigError" if isinstance(e, ConfigError) else "ContainerCreating"
+            self.event(w, "Failed" if isinstance(e, ConfigError) else "FailedMount", f"Error: {e}", "Warning")
+            self.waiting[(w.uid, c.name)] = (reason, str(e))
+            return None
+        for msg in warnings:
+            self.event(w, "InvalidEnvironmentVariableNames", msg, "Warning")
         entrypoint, cmd = command_line(c, dict(env))
         binds = {}
         vols = {v.name: v for v in spec.volumes or ()}
         for vm in c.volumeMounts or ():
             v = vols.get(vm.name)
             if v is None:
+                continue
+            if v.configMap is not None or v.secret is not None:  # always read-only, as the kubelet mounts them
+                binds[volume_name(docker_name, w.uid, v.name)] = {"bind": vm.mountPath, "mode": "ro"}
                 continue
             src = self._volume_name(w.uid, v.name) if v.emptyDir is not None else v.hostPath.path
             binds[src] = {"bind": vm.mountPath, "mode": "ro" if vm.readOnly else "rw"}
@@ -436,7 +492,7 @@ class PodRuntime:
             binds=binds or None, **kw,
         )
         name = docker_name("k8s", c.name, m.name, ns, w.uid, str(a.restart_count))
-        labels = self._labels(w, c.name, container_hash(c), a.restart_count)
+        labels = self._labels(w, c.name, container_hash(c, w.config_digests.get(c.name, "")), a.restart_count)
         try:
             cid = self.h.docker.call(
                 self.api.create_container, c.image, name=name, labels=labels, host_config=hc,
