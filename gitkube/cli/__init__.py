@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "gitkube.cli.rollout_cmd", # rollout status/history
     "gitkube.cli.api_cmds",    # api, kubeconfig (and the API server serve starts)
     "gitkube.cli.secret_cmd",  # secret encrypt
+    "gitkube.cli.top_cmd",     # top pods|nodes (usage sampled by serve)
 ]
 
 

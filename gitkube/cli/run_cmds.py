@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
+from gitkube.cli import logs_many
 from gitkube.cli.common import add_source_args, fail
 
 
@@ -37,6 +38,9 @@ def register(sub) -> None:
                     help="a node without a heartbeat for S seconds goes NotReady (default 20)")
     sv.add_argument("--eviction-timeout", type=float, default=30.0, metavar="S",
                     help="pods of a node NotReady for S seconds are replaced elsewhere (default 30)")
+    sv.add_argument("--usage-interval", type=float, default=15.0, metavar="S",
+                    help="sample every node's containers' CPU and memory every S seconds for `gitkube top`, "
+                    "metrics.k8s.io and /metrics (one list + one stats call per container; 0 turns it off; default 15)")
     from gitkube.cli.api_cmds import add_api_args
 
     add_api_args(sv, serve=True)
@@ -44,13 +48,14 @@ def register(sub) -> None:
 
     lg = sub.add_parser("logs", help="print a container's logs", description="Print the logs of a pod's container "
                         "(read from its node over SSH). Like kubectl logs.")
-    lg.add_argument("pod", help="pod name")
+    lg.add_argument("pod", nargs="?", help="pod name (or -l SELECTOR for many pods)")
     lg.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
     lg.add_argument("-c", "--container", help="container name (default: the pod's only or first container)")
     lg.add_argument("-p", "--previous", action="store_true", help="logs of the previous, terminated instance")
     lg.add_argument("-f", "--follow", action="store_true", help="stream new lines until interrupted")
     lg.add_argument("--tail", type=int, default=-1, help="only the last N lines (default: all)")
     lg.add_argument("--inventory", default="inventory.yaml", help="node inventory (default: inventory.yaml)")
+    logs_many.add_args(lg)
     lg.set_defaults(func=cmd_logs)
 
     ex = sub.add_parser("exec", help="run a command in a container", description="Run a command in a pod's container "
@@ -261,6 +266,10 @@ def _node_handle(args, node):
 def cmd_logs(args) -> int:
     from gitkube.nodes.kubelet.podio import container_for, stream_logs
 
+    if args.selector or args.all_containers or args.prefix or args.since or args.timestamps or not args.pod:
+        if bool(args.selector) == bool(args.pod):
+            return fail("logs: give a pod name or -l SELECTOR (one of them)", 2)
+        return logs_many.cmd_logs_many(args)
     pod, node, c = _find_pod(args)
     h = _node_handle(args, node)
     cid = container_for(h, pod["metadata"]["uid"], c, previous=args.previous)

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from gitkube import instruments
 from gitkube.api import parse_object, to_k8s
 from gitkube.api.errors import InvalidInput
 from gitkube.nodes.transport.fleet import Fleet, ProbeResult, node_object
@@ -214,7 +215,14 @@ class Controller:
     def reconcile(self, execute: bool = True, now: float | None = None) -> PassReport:
         """One level-triggered pass: source → store → nodes → controllers → pods on nodes → status."""
         with self.lock:
-            return self._reconcile(now or time.time())
+            t0 = time.monotonic()
+            try:
+                report = self._reconcile(now or time.time())
+            except Exception:
+                instruments.pass_done(None, time.monotonic() - t0, raised=True)
+                raise
+            instruments.pass_done(report, time.monotonic() - t0)
+            return report
 
     def _reconcile(self, now: float) -> PassReport:
         t0 = time.monotonic()
@@ -232,6 +240,7 @@ class Controller:
             if self.store.kv_get("last_refused") != rev.sha:
                 self.store.record_refused(rev.sha, rev.problems)
                 self.store.kv_set("last_refused", rev.sha)
+                instruments.revision_refused()
             if self._config is None:
                 self._config = config_at_applied(self.store, self.source, self.identities)
         else:
@@ -433,6 +442,7 @@ class Controller:
             return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip)
 
         for name, res in (self.fleet.map(one, names, timeout=300) if names else {}).items():
+            instruments.proxy_synced(name, res)
             if isinstance(res, Exception):
                 report.node_errors[name] = f"services: {res}"
                 log.warning("node %s: services data plane: %s", name, res)

@@ -80,6 +80,12 @@ def serve(ctrl, args, on_event) -> int:
         ctrl.source.repo = mirror
         sched.add_job(fetch, "interval", seconds=args.fetch_interval, id="fetch", max_instances=1, coalesce=True)
     sched.add_job(trigger.set, "interval", seconds=args.resync, id="resync", max_instances=1, coalesce=True)
+    usage_interval = getattr(args, "usage_interval", 15.0)
+    if usage_interval and usage_interval > 0:  # resource usage (gitkube top, metrics.k8s.io, /metrics)
+        from gitkube.controller.usage import UsageSampler
+
+        ctrl.usage = UsageSampler(ctrl, usage_interval)
+        sched.add_job(ctrl.usage.sample, "interval", seconds=usage_interval, id="usage", max_instances=1, coalesce=True)
     sched.start()
     observer = _watch(ctrl.source.repo, trigger)
     ctrl.probes = None

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from gitkube import instruments
 from gitkube.nodes.kubelet import hooks
 from gitkube.nodes.transport.fleet import Fleet, NodeHandle
 from gitkube.nodes.kubelet.runtime import PodRuntime
@@ -166,6 +167,8 @@ class ProbeManager:
             self._cond.notify_all()
         if out.failed and ok:
             msg = f"probe timed out after {elapsed:.1f}s (timeoutSeconds {timeout})"
+        instruments.probe_result(wk.kind, ok and not out.failed, wk.work.pod.metadata.namespace or "default",
+                                 wk.work.pod.metadata.name, wk.container.name)
         self._after(wk, out, msg)
 
     def _after(self, wk: _Worker, out: pr.Outcome, msg: str) -> None:

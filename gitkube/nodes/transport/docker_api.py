@@ -11,6 +11,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from docker.errors import APIError, ImageNotFound, NotFound  # re-exported for the runtime
 
+from gitkube import instruments
 from gitkube.nodes.transport.ssh import SSHConnection, SSHError
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class NodeDocker:
     def _count(self, r, *a, **k):
         with self._lock:
             self.calls += 1
+        instruments.docker_call(self.ssh.target.name)
         return r
 
     def call(self, fn, *args, **kwargs):
@@ -101,6 +103,13 @@ class NodeDocker:
             ) from e
         except requests.exceptions.ReadTimeout as e:
             raise DockerUnavailable(f"node {self.ssh.target.name}: Docker engine timed out: {e}") from e
+
+    def stats_once(self, container_id: str) -> dict:
+        """One stats reading of a container (GET /containers/{id}/stats?stream=false&one-shot=true): cumulative CPU
+        time and memory now, without the engine's one-second wait for a second reading. The Engine API has no bulk
+        stats endpoint, so a node's usage is one such call per container; callers reuse this client's pooled
+        dial-stdio channels (one SSH connection per node) and bound their concurrency."""
+        return self.call(self.api.stats, container_id, stream=False, one_shot=True)
 
     def close(self) -> None:
         self.api.close()
