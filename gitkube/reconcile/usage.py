@@ -95,8 +95,8 @@ def snapshot(previous: Mapping[str, ContainerReading], readings: list[ContainerR
     for name, n in nodes.items():
         cap_cpu, cap_mem = capacity.get(name, (0, 0))
         n["capacityCpu"], n["capacityMemory"] = cap_cpu, cap_mem
-        n["cpuPercent"] = round(100 * n["cpu"] / cap_cpu) if cap_cpu else None
-        n["memoryPercent"] = round(100 * n["memory"] / cap_mem) if cap_mem else None
+        n["cpuPercent"] = int(100 * n["cpu"] / cap_cpu) if cap_cpu else None  # truncated, as kubectl top
+        n["memoryPercent"] = int(100 * n["memory"] / cap_mem) if cap_mem else None
     for p in pods.values():
         p["containers"].sort(key=lambda c: c["name"])
     return {"timestamp": _iso(now), "nodes": nodes, "pods": dict(sorted(pods.items()))}

@@ -17,6 +17,9 @@ from gitkube.server.status import status_response
 log = logging.getLogger("gitkube.api")
 
 ROUTE_MODULES = [
+    "gitkube.server.metricsapi", # /apis/metrics.k8s.io/v1beta1: PodMetrics, NodeMetrics (kubectl top)
+    "gitkube.server.metrics",    # /metrics for Prometheus
+    "gitkube.server.dashboard",  # / and /ui/…: the read-only web dashboard
     "gitkube.server.discovery",  # /version, /api, /api/v1, /apis…
     "gitkube.server.health",     # /healthz, /livez, /readyz
     "gitkube.server.writes",     # POST/PUT/PATCH/DELETE on object paths: refused, desired state is Git

@@ -12,6 +12,9 @@ from gitkube.api import resources as res
 KUBE_MAJOR, KUBE_MINOR = "1", "37"
 GITKUBE_VERSION = "0.1.0"
 
+# Groups served by route modules of their own rather than the object table (listed in /apis all the same).
+AGGREGATED = [("metrics.k8s.io", "v1beta1")]  # gitkube.server.metricsapi
+
 routes = web.RouteTableDef()
 
 
@@ -45,7 +48,7 @@ def resource_list(group: str, version: str) -> dict | None:
 def group_list() -> dict:
     """Decides /apis: every named group with its versions (the core group is /api)."""
     groups: dict[str, list[str]] = {}
-    for g, v in res.group_versions():
+    for g, v in [*res.group_versions(), *AGGREGATED]:
         if g:
             groups.setdefault(g, []).append(v)
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, vs) for g, vs in groups.items()]}
