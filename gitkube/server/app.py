@@ -1,7 +1,8 @@
 """The API server's application: the route modules in order, authentication and Kubernetes-shaped errors.
 
-Routes live in their own modules, each with a `routes` table (aiohttp RouteTableDef); add a module to
-ROUTE_MODULES to serve more (metrics, a dashboard, hooks). Modules with specific paths go before
+Routes live in their own modules, each with a `routes` table (aiohttp RouteTableDef) and optionally
+SUBRESOURCE_HANDLERS {(kind, subresource): handler}; add a module to ROUTE_MODULES to serve more (metrics, a
+dashboard, hooks). Modules with specific paths go before
 gitkube.server.objects, whose /api/… and /apis/… catch-alls answer every object path."""
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from gitkube.server.context import ApiContext, ChangeFeed
+from gitkube.server.context import CTX, NODE_LINKS, SUBRESOURCES, ApiContext, ChangeFeed
 from gitkube.server.status import status_response
 
 log = logging.getLogger("gitkube.api")
@@ -23,7 +24,8 @@ ROUTE_MODULES = [
     "gitkube.server.discovery",  # /version, /api, /api/v1, /apis…
     "gitkube.server.health",     # /healthz, /livez, /readyz
     "gitkube.server.writes",     # POST/PUT/PATCH/DELETE on object paths: refused, desired state is Git
-    "gitkube.server.objects",    # GET of object paths: list, get, watch, Table; subresources below
+    "gitkube.server.logs",       # pods/{name}/log (a subresource handler: SUBRESOURCE_HANDLERS)
+    "gitkube.server.objects",    # GET of object paths: list, get, watch, Table; subresources from the modules
 ]
 # Paths anyone may read without the bearer token (as Kubernetes' system:public-info-viewer).
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
@@ -31,7 +33,7 @@ PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 
 @web.middleware
 async def authenticate(request: web.Request, handler):
-    token = request.app["ctx"].token
+    token = request.app[CTX].token
     if token and request.path not in PUBLIC_PATHS:
         got = request.headers.get("Authorization", "")
         if not (got.startswith("Bearer ") and hmac.compare_digest(got[7:].strip().encode(), token.encode())):
@@ -61,16 +63,15 @@ async def kube_errors(request: web.Request, handler):
 def build_app(ctx: ApiContext) -> web.Application:
     """The aiohttp application for a context: every route module, the subresource table, the change feed."""
     app = web.Application(middlewares=[kube_errors, authenticate])
-    app["ctx"] = ctx
-    app["subresources"] = {}
+    app[CTX] = ctx
+    app[SUBRESOURCES] = {}
     for name in ROUTE_MODULES:
         mod = importlib.import_module(name)
         app.router.add_routes(mod.routes)
-        app["subresources"].update(getattr(mod, "SUBRESOURCES", {}))
-    from gitkube.server.logs import SUBRESOURCES, NodeLinks
+        app[SUBRESOURCES].update(getattr(mod, "SUBRESOURCE_HANDLERS", {}))
+    from gitkube.server import logs
 
-    app["subresources"].update(SUBRESOURCES)
-    app["node_links"] = NodeLinks(ctx.nodes)
+    app[NODE_LINKS] = logs.NodeLinks(ctx.nodes)
 
     async def on_startup(app):
         ctx.feed = ChangeFeed(ctx)
@@ -79,7 +80,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     async def on_cleanup(app):
         if ctx.feed is not None:
             await ctx.feed.stop()
-        app["node_links"].close()
+        app[NODE_LINKS].close()
         ctx.close()
 
     app.on_startup.append(on_startup)

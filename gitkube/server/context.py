@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from gitkube.store import Store
 
 POLL_SECONDS = 0.1  # how often the change feed looks at the store's resourceVersion
@@ -15,7 +17,7 @@ POLL_SECONDS = 0.1  # how often the change feed looks at the store's resourceVer
 
 @dataclass
 class ApiContext:
-    """Built once per server; routes find it as request.app["ctx"]."""
+    """Built once per server; routes find it as request.app[CTX]."""
 
     state_dir: str
     desired_state: str  # "the Git repository /path (manifests/)": named when a write is refused
@@ -92,3 +94,9 @@ class ChangeFeed:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+# Where routes find what the server shares (aiohttp application keys).
+CTX = web.AppKey("gitkube_ctx", ApiContext)
+SUBRESOURCES = web.AppKey("gitkube_subresources", dict)  # (kind, subresource) -> async handler(request, target)
+NODE_LINKS = web.AppKey("gitkube_node_links", object)  # gitkube.server.logs.NodeLinks

@@ -14,6 +14,7 @@ from gitkube.nodes.kubelet.podio import container_for
 from gitkube.nodes.transport.docker_api import NodeDocker
 from gitkube.nodes.transport.fleet import Fleet
 from gitkube.server import query
+from gitkube.server.context import CTX, NODE_LINKS
 from gitkube.server.status import not_found, status_response
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _int(v: str | None, what: str) -> int | None:
 
 async def pod_log(request: web.Request, t) -> web.StreamResponse:
     """GET /api/v1/namespaces/NS/pods/NAME/log"""
-    ctx, q = request.app["ctx"], request.query
+    ctx, q = request.app[CTX], request.query
     pod = await ctx.read(query.get_one, t.resource, t.namespace, t.name)
     if pod is None:
         return not_found("pods", t.name)
@@ -74,7 +75,7 @@ async def pod_log(request: web.Request, t) -> web.StreamResponse:
     node = pod["spec"].get("nodeName")
     if not node:
         return status_response(400, f'pod {t.name} does not have a host assigned')
-    links: NodeLinks = request.app["node_links"]
+    links: NodeLinks = request.app[NODE_LINKS]
     try:
         h = await ctx.blocking(links.handle, node)
         if h is None:
@@ -154,4 +155,5 @@ async def _follow(request, resp, h, cid, kw) -> web.StreamResponse:
     return resp
 
 
-SUBRESOURCES = {("Pod", "log"): pod_log}
+routes = web.RouteTableDef()  # no paths of its own: objects.read hands it pods/NAME/log
+SUBRESOURCE_HANDLERS = {("Pod", "log"): pod_log}

@@ -13,6 +13,7 @@ from aiohttp import web
 from gitkube.api import resources as res
 from gitkube.api.printers import kube_object
 from gitkube.server import query, tables
+from gitkube.server.context import CTX, SUBRESOURCES
 from gitkube.server.status import not_found, status_body, status_response
 
 routes = web.RouteTableDef()
@@ -69,11 +70,11 @@ async def read(request: web.Request) -> web.StreamResponse:
     if t is None:
         return status_response(404, "the server could not find the requested resource", "NotFound")
     if t.sub is not None:
-        handler = request.app["subresources"].get((t.resource.kind, t.sub))
+        handler = request.app[SUBRESOURCES].get((t.resource.kind, t.sub))
         if handler is None:
             return status_response(404, "the server could not find the requested resource", "NotFound")
         return await handler(request, t)
-    ctx = request.app["ctx"]
+    ctx = request.app[CTX]
     q = request.query
     try:
         fields = query.parse_field_selector(q.get("fieldSelector"), t.resource.kind)
@@ -136,7 +137,7 @@ class _WatchFilter:
 
 async def watch(request: web.Request, t: Target) -> web.StreamResponse:
     """A watch: streamed JSON events, one per line, until timeoutSeconds or the client goes away."""
-    ctx, q = request.app["ctx"], request.query
+    ctx, q = request.app[CTX], request.query
     feed = ctx.feed
     table = tables.wants_table(request.headers.get("Accept"))
     include = q.get("includeObject", "Metadata")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gitkube.server.context import CTX
 from gitkube.server.status import status_response
 
 routes = web.RouteTableDef()
@@ -18,7 +19,7 @@ def refusal(desired_state: str, method: str, path: str) -> str:
 
 
 async def refuse(request: web.Request) -> web.Response:
-    return status_response(405, refusal(request.app["ctx"].desired_state, request.method, request.path),
+    return status_response(405, refusal(request.app[CTX].desired_state, request.method, request.path),
                            "MethodNotAllowed", headers={"Allow": "GET"})
 
 

@@ -47,7 +47,8 @@ class NodeHandle:
             rc, out, _ = self.ssh.run(["cat", path], timeout=5.0)
             ids[key] = out.decode(errors="replace").strip() if rc == 0 else ""
         ids["systemUUID"] = ids["systemUUID"].lower() or ids["machineID"]
-        self._ids = (self.ssh.connects, ids)
+        if ids["bootID"] and ids["machineID"]:  # a read cut short (a busy node) is tried again next heartbeat
+            self._ids = (self.ssh.connects, ids)
         return ids
 
 
@@ -179,7 +180,8 @@ def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | Non
             "containerRuntimeVersion": f"docker://{info.get('ServerVersion', ver.get('Version', ''))}",
             "kubeletVersion": KUBELET_VERSION,
             "kubeProxyVersion": KUBELET_VERSION,  # gitkube's node proxy (HAProxy, configured by gitkube)
-            **{k: (probe.ids or {}).get(k, "") for k in ("machineID", "systemUUID", "bootID")},
+            **{k: (probe.ids or {}).get(k) or prev_status.get("nodeInfo", {}).get(k, "")
+               for k in ("machineID", "systemUUID", "bootID")},
         }
     if cfg.capacity:
         for k in ("cpu", "memory", "pods"):
