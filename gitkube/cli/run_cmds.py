@@ -257,6 +257,11 @@ def _node_handle(args, node):
     from gitkube.nodes.transport.fleet import Fleet
     from gitkube.nodes.inventory import load_inventory
 
+    import os
+
+    if not os.path.exists(args.inventory):
+        raise SystemExit(fail(f"no inventory at {args.inventory}: logs and exec reach pod {args.pod}'s node ({node}) "
+                              "through it; pass --inventory FILE (the one apply/serve read)", 2))
     nodes = [n for n in load_inventory(args.inventory) if n.name == node]
     if not nodes:
         raise SystemExit(fail(f"node {node} is not in {args.inventory}", 2))
@@ -290,4 +295,8 @@ def cmd_exec(args) -> int:
     cid = container_for(h, pod["metadata"]["uid"], c, previous=False)
     if cid is None:
         return fail(f'container "{c}" in pod "{args.pod}" is not running', 1)
+    state = (h.docker.call(h.docker.api.inspect_container, cid).get("State") or {})
+    if not state.get("Running"):
+        return fail(f'cannot exec in container "{c}" of pod "{args.pod}": it is not running ({state.get("Status", "?")}, '
+                    f'exit code {state.get("ExitCode")}); its output: gitkube logs {args.pod} -c {c}', 1)
     return exec_stream(h, cid, args.cmd, sys.stdout.buffer, sys.stderr.buffer)

@@ -291,7 +291,7 @@ def test_official_client_reads_typed_objects_with_gitkubes_values(api):
     assert n1.metadata.uid == stored["metadata"]["uid"] and n1.status.node_info.boot_id == stored["status"]["nodeInfo"]["bootID"]
     svcs = v1.list_namespaced_service("default")
     (svc,) = [s for s in svcs.items if s.metadata.name == "web"]
-    assert svc.spec.cluster_ip and svc.spec.cluster_i_ps == [svc.spec.cluster_ip] and svc.spec.ip_families == ["IPv4"]
+    assert svc.spec.cluster_ip and svc.spec.cluster_ips == [svc.spec.cluster_ip] and svc.spec.ip_families == ["IPv4"]
     events = v1.list_event_for_all_namespaces()
     assert isinstance(events, client.CoreV1EventList) and events.items
     assert any(e.involved_object.name == "talker" and e.reason == "Scheduled" for e in events.items)
