@@ -89,10 +89,13 @@ def watch_latency(url: str, state: str, events: int) -> list[float]:
                                     f"&timeoutSeconds={30 + events}", timeout=60)
 
     def read():
-        for line in stream:
-            ev = json.loads(line)
-            cs = ev["object"]["status"]["containerStatuses"][0]
-            arrived.setdefault(f"{ev['object']['metadata']['name']}/{cs['restartCount']}", time.perf_counter())
+        try:
+            for line in stream:
+                ev = json.loads(line)
+                cs = ev["object"]["status"]["containerStatuses"][0]
+                arrived.setdefault(f"{ev['object']['metadata']['name']}/{cs['restartCount']}", time.perf_counter())
+        except (OSError, ValueError, AttributeError):  # the stream closed under the reader at the end
+            pass
 
     t = threading.Thread(target=read, daemon=True)
     t.start()
@@ -108,7 +111,7 @@ def watch_latency(url: str, state: str, events: int) -> list[float]:
                 time.sleep(0.001)
             if key in arrived:
                 lat.append(arrived[key] - t0)
-            time.sleep(0.05)  # let writes land at different points of the server's poll cycle
+            time.sleep(0.05 + (k % 7) * 0.013)  # writes land at different points of the server's poll cycle
     stream.close()
     return lat
 
