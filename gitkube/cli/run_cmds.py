@@ -257,11 +257,6 @@ def _node_handle(args, node):
     from gitkube.nodes.transport.fleet import Fleet
     from gitkube.nodes.inventory import load_inventory
 
-    import os
-
-    if not os.path.exists(args.inventory):
-        raise SystemExit(fail(f"no inventory at {args.inventory}: logs and exec reach pod {args.pod}'s node ({node}) "
-                              "through it; pass --inventory FILE (the one apply/serve read)", 2))
     nodes = [n for n in load_inventory(args.inventory) if n.name == node]
     if not nodes:
         raise SystemExit(fail(f"node {node} is not in {args.inventory}", 2))

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gitkube.api import printers as pr
 from gitkube.reconcile.usage import cpu_text, memory_text
+from gitkube.server.context import CTX, NODE_LINKS
 
 log = logging.getLogger(__name__)
 
@@ -194,18 +195,18 @@ def _html(page: str, fragment: bool, **data) -> web.Response:
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    data = await request.app["ctx"].read(overview)
+    data = await request.app[CTX].read(overview)
     return _html("overview", "fragment" in request.query, o=data)
 
 
 @routes.get("/ui/namespaces/{namespace}/pods/{name}")
 async def pod_page(request: web.Request) -> web.Response:
-    ctx, ns, name = request.app["ctx"], request.match_info["namespace"], request.match_info["name"]
+    ctx, ns, name = request.app[CTX], request.match_info["namespace"], request.match_info["name"]
     data = await ctx.read(pod_view, ns, name)
     if data is None:
         return web.Response(status=404, text=f"pod {ns}/{name} not found", content_type="text/plain")
     logs = {}
     if data["pod"]["node"]:
-        logs = await ctx.blocking(last_log_lines, request.app["node_links"], data["pod"]["node"], data["uid"],
+        logs = await ctx.blocking(last_log_lines, request.app[NODE_LINKS], data["pod"]["node"], data["uid"],
                                   [c["name"] for c in data["containers"]])
     return _html("pod", "fragment" in request.query, p=data, logs=logs)

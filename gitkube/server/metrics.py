@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import gitkube.instruments  # noqa: F401 - its counters exist (at zero) in every process that serves /metrics
+from gitkube.server.context import CTX
 
 routes = web.RouteTableDef()
 
@@ -189,5 +190,5 @@ def exposition(store) -> bytes:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = await request.app["ctx"].read(exposition)
+    body = await request.app[CTX].read(exposition)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gitkube.server import query
 from gitkube.server.status import not_found, status_response
+from gitkube.server.context import CTX
 
 GROUP, VERSION = "metrics.k8s.io", "v1beta1"
 GV = f"{GROUP}/{VERSION}"
@@ -109,7 +110,7 @@ def _selector(request: web.Request) -> str | None:
 async def nodes(request: web.Request) -> web.Response:
     name = request.match_info.get("name")
     try:
-        items = await request.app["ctx"].read(node_items, _selector(request), name)
+        items = await request.app[CTX].read(node_items, _selector(request), name)
     except query.BadRequest as e:
         return status_response(400, str(e), "BadRequest")
     if name is None:
@@ -123,7 +124,7 @@ async def nodes(request: web.Request) -> web.Response:
 async def pods(request: web.Request) -> web.Response:
     ns, name = request.match_info.get("namespace"), request.match_info.get("name")
     try:
-        items = await request.app["ctx"].read(pod_items, ns, _selector(request), name)
+        items = await request.app[CTX].read(pod_items, ns, _selector(request), name)
     except query.BadRequest as e:
         return status_response(400, str(e), "BadRequest")
     if name is None:

@@ -72,11 +72,3 @@ def test_watch_prints_changes_as_rows(state, capsys):
     t.join()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[0] == "NAME" and [ln.split()[:3] for ln in lines[3:]] == [["b", "0/1", "Failed"]], lines
-
-
-def test_logs_without_an_inventory_is_one_line(state, tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        run(state, "logs", "a", "--inventory", str(tmp_path / "nope.yaml"))
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no inventory at" in err and "--inventory" in err and "Traceback" not in err
