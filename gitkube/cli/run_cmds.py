@@ -225,7 +225,12 @@ def cmd_serve(args) -> int:
     from gitkube.controller.serve import serve
 
     from gitkube.cli.api_cmds import start_beside_serve
+    from gitkube.server.listener import ListenError, parse_listen
 
+    try:
+        parse_listen(args.api_listen)
+    except ListenError as e:
+        return fail(str(e), 2)
     ctrl = _open_controller(args, grace_period=args.node_grace, eviction_timeout=args.eviction_timeout)
     api = start_beside_serve(args)  # the read-only Kubernetes API over the same state dir
     try:

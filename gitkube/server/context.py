@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gitkube.store import Store
+from gitkube.store.db import DB_FILE
 
 POLL_SECONDS = 0.1  # how often the change feed looks at the store's resourceVersion
 
@@ -32,10 +34,16 @@ class ApiContext:
     def store(self) -> Store:
         """This thread's read-only connection to the state DB (SQLite WAL: readers never block the writer)."""
         st = getattr(self._local, "store", None)
+        if st is not None and getattr(self._local, "empty", False) and os.path.exists(self._db_path()):
+            st = None  # opened before the first apply made the DB (an empty in-memory view): open the file now
         if st is None:
+            self._local.empty = not os.path.exists(self._db_path())
             st = self._local.store = Store.open(self.state_dir, writer=False)
             self._stores.append(st)
         return st
+
+    def _db_path(self) -> str:
+        return os.path.join(self.state_dir, DB_FILE)
 
     async def read(self, fn, *args):
         """Run fn(store, *args) on a worker thread with its own connection; big lists never stall the loop."""

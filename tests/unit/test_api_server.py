@@ -220,3 +220,21 @@ def test_listen_addresses():
         parse_listen("6443")
     assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("198.18.0.1")
+
+
+def test_a_server_started_before_the_first_apply_reads_the_db_once_it_exists(tmp_path):
+    ctx = ApiContext(str(tmp_path / "state"), "the Git repository /srv/repo (manifests/)")
+
+    async def count():
+        return await ctx.read(lambda st: len(st.list("Pod")))
+
+    async def main():
+        before = await count()
+        with Store.open(tmp_path / "state", writer=True) as st:
+            st.put(_pod("late", "n1"))
+        return before, await count()
+
+    try:
+        assert asyncio.run(main()) == (0, 1)
+    finally:
+        ctx.close()
