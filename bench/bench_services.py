@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -206,6 +207,7 @@ def main() -> int:
             t0 = time.monotonic()
             b.gk("down", timeout=300)
             print(f"sandbox {SID} down in {time.monotonic() - t0:.1f}s")
+        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 

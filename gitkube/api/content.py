@@ -2,7 +2,9 @@
 store (what a revision sync compares) and the diff (what it shows)."""
 from __future__ import annotations
 
-from typing import Mapping
+import hashlib
+import json
+from typing import Any, Mapping
 
 # Kinds without a namespace; everything else defaults to "default".
 CLUSTER_SCOPED = frozenset({"Node", "Namespace"})
@@ -29,3 +31,9 @@ def authored_content(obj: Mapping) -> dict:
         meta["namespace"] = "default"
     out["metadata"] = meta
     return out
+
+
+def content_hash(value: Any) -> str:
+    """Decides a stable hash of JSON data (key order does not matter): what the store and the manifest cache compare."""
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()

@@ -122,7 +122,7 @@ def _load(args):
     from gitkube.source.secrets import identity_path, load_identities
 
     return load_revision(args.repo, args.rev, args.path, extra_files=(args.inventory,),
-                         identities=load_identities(identity_path(args.age_identity)))
+                         identities=load_identities(identity_path(args.age_identity)), cache_dir=args.state_dir)
 
 
 @contextlib.contextmanager
@@ -150,17 +150,14 @@ def cmd_validate(args) -> int:
             print(problem)
         print(f"revision {(rev.sha or '')[:12]} is invalid: {len(rev.problems)} problem(s)", file=sys.stderr)
         return 1
-    counts: dict[str, int] = {}
-    for obj in rev.objects:
-        counts[obj.kind] = counts.get(obj.kind, 0) + 1
+    counts = rev.kinds()
     detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    print(f"revision {(rev.sha or '')[:12]} is valid: {len(rev.objects)} object(s)" + (f" ({detail})" if detail else ""))
+    print(f"revision {(rev.sha or '')[:12]} is valid: {sum(counts.values())} object(s)" + (f" ({detail})" if detail else ""))
     return 0
 
 
 def cmd_diff(args) -> int:
     """Decides whether the store is in sync with a revision: prints unified diffs, exit 0 same / 1 differs / 2 error."""
-    from gitkube.api import to_k8s
     from gitkube.reconcile.objdiff import object_changes, render_changes, summarise
     from gitkube.source import SourceError
 
@@ -178,8 +175,7 @@ def cmd_diff(args) -> int:
 
         try:
             with _open_reader(args) as store:
-                stored = store.list(origin="git")
-                desired = [to_k8s(o) for o in rev.objects]  # Secrets redacted: keys, sizes and keyed digests
+                desired, stored = _differing(rev, store)  # Secrets redacted: keys, sizes and keyed digests
                 changes = object_changes(desired, _without_controller_fields(stored, desired))
                 rollouts = diff_notes(changes, store)
         except (sqlite3.Error, RuntimeError) as e:
@@ -219,6 +215,27 @@ def _config_effects(changes, objects) -> list[str]:
             if tmpl is not None and getattr(tmpl, "spec", None) is not None:
                 users.append((o.kind, ns, o.metadata.name, tmpl.spec))
     return affected(changed, users)
+
+
+def _differing(rev, store) -> tuple[list[dict], list[dict]]:
+    """The desired and stored Git objects that may differ: an object whose authored content hashes the same as
+    what the store last synced is left out on both sides, so an unchanged revision costs a hash comparison."""
+    digests = rev.digests()
+    stored_digests = store.git_digests()
+    same = {k for k, h in digests.items() if stored_digests.get(k) == h}
+    desired = rev.documents(skip=same)
+    others = [k for k in stored_digests if k not in same]
+    if len(others) > 500:
+        stored = [o for o in store.list(origin="git") if _dict_key(o) not in same]
+    else:
+        stored = [o for o in (store.get(*k) for k in others) if o is not None]
+    return desired, stored
+
+
+def _dict_key(obj: dict) -> tuple[str, str, str]:
+    from gitkube.api.content import dict_key
+
+    return dict_key(obj)
 
 
 def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[dict]:

@@ -122,7 +122,8 @@ class Controller:
     def load(self):
         """The revision (validated) and the inventory nodes it names (from the revision when it holds one)."""
         rev = load_revision(self.source.repo, self.source.rev, self.source.path, extra_files=(self.source.inventory,),
-                            identities=self.identities)
+                            identities=self.identities,
+                            cache_dir=self.store.state_dir if self.store.writer else None)
         inv_text = (rev.files or {}).get(self.source.inventory)
         text = inv_text.decode() if isinstance(inv_text, bytes) else inv_text
         nodes = load_inventory(self.source.inventory, text=text)

@@ -96,7 +96,80 @@ def to_yaml(obj: Mapping | None) -> str:
     """Renders an object as YAML with sorted keys (kubectl's order), '' for None."""
     if obj is None:
         return ""
-    return yaml.dump(dict(obj), Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    try:
+        return "".join(_block_mapping(obj, 0)) if obj else "{}\n"
+    except _Unusual:
+        return _dump(dict(obj))
+
+
+def _dump(obj: dict) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True)
+
+
+class _Unusual(Exception):
+    """A value the fast layout does not handle the way PyYAML would (multi-line scalars, nested sequences)."""
+
+
+# PyYAML's representer is pure Python and dominated the diff of a few changed objects. The block layout of
+# JSON data is simple, so it is written here; each scalar and key is still spelled by PyYAML itself (memoised),
+# and anything that could lay out differently is handed to PyYAML whole (tests compare both on real manifests).
+_SCALARS: dict[tuple[type, object], str] = {}
+
+
+def _scalar(value: object, room: int) -> str:
+    memo = (type(value), value)
+    text = _SCALARS.get(memo)
+    if text is None:
+        if not isinstance(value, (str, int, float, bool)) and value is not None:
+            raise _Unusual()
+        text = _dump({"k": value})[3:-1]
+        if "\n" in text:
+            raise _Unusual()
+        if len(_SCALARS) > 50_000:
+            _SCALARS.clear()
+        _SCALARS[memo] = text
+    if isinstance(value, str) and " " in value and len(text) + room > 70:
+        raise _Unusual()  # a long line with spaces may be folded, depending on its column
+    return text
+
+
+def _key(key: object) -> str:
+    if not isinstance(key, str) or len(key) > 100:
+        raise _Unusual()
+    return _scalar(key, 0)
+
+
+def _block_mapping(obj: Mapping, indent: int) -> list[str]:
+    pad, out = " " * indent, []
+    for k in sorted(obj):
+        v, key = obj[k], _key(k)
+        if isinstance(v, dict) and v:
+            out.append(f"{pad}{key}:\n")
+            out.extend(_block_mapping(v, indent + 2))
+        elif isinstance(v, list) and v:
+            out.append(f"{pad}{key}:\n")
+            out.extend(_block_sequence(v, indent))
+        elif isinstance(v, (dict, list)):
+            out.append(f"{pad}{key}: {'{}' if isinstance(v, dict) else '[]'}\n")
+        else:
+            out.append(f"{pad}{key}: {_scalar(v, indent + len(key) + 2)}\n")
+    return out
+
+
+def _block_sequence(items: list, indent: int) -> list[str]:
+    pad, out = " " * indent, []
+    for item in items:
+        if isinstance(item, dict) and item:
+            lines = _block_mapping(item, indent + 2)
+            out.append(f"{pad}- {lines[0][indent + 2:]}")
+            out.extend(lines[1:])
+        elif isinstance(item, (dict, list)):
+            if item:
+                raise _Unusual()
+            out.append(f"{pad}- {'{}' if isinstance(item, dict) else '[]'}\n")
+        else:
+            out.append(f"{pad}- {_scalar(item, indent + 2)}\n")
+    return out
 
 
 def render_change(change: ObjectChange, *, live: str = "live", desired: str = "desired") -> str:

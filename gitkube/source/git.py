@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import posixpath
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, Tag, Tree
@@ -14,6 +16,7 @@ from gitkube.api.errors import Problem
 S_IFLNK = 0o120000
 S_IFGITLINK = 0o160000
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json", ".yaml.age", ".yml.age", ".json.age")  # *.age: age-encrypted
+MANIFEST_SUFFIXES_B = tuple(s.encode() for s in MANIFEST_SUFFIXES)
 
 
 class SourceError(Exception):
@@ -140,3 +143,97 @@ def list_manifests(repo: Repo, commit: Commit, path: str = "manifests", max_byte
                 out.files.append((rel, blob.data))
     out.files.sort()
     return out
+
+
+@dataclass
+class WalkedFile:
+    """One manifest file met by a tree walk: its path and blob id, and either what a cache already knows about
+    it (`known`) or its content to parse."""
+
+    path: str
+    blob: str
+    data: bytes | None = None
+    known: Any = None
+
+
+@dataclass
+class Walk:
+    """The manifest files of one revision under a path, found by a tree walk that skips what a cache knows."""
+
+    sha: str
+    files: list[WalkedFile] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    # Trees walked entry by entry that a cache may keep: (tree id, its path, index range of its files, its
+    # subtrees as (name, tree id)). A tree holding a symlink or a refused file is left out: what those mean
+    # depends on where the tree sits.
+    trees: list[tuple[str, str, int, int, list[tuple[str, str]]]] = field(default_factory=list)
+
+
+def walk_manifests(repo: Repo, commit: Commit, path: str = "manifests", max_bytes: int = 1 << 20,
+                   known_tree: Callable[[str], list[tuple[str, str, Any]] | None] | None = None,
+                   known_blobs: Callable[[list[tuple[str, str]]], dict[str, Any]] | None = None) -> Walk:
+    """Decides which manifest files lie under `path` (the rules of list_manifests), comparing tree ids first: a
+    tree `known_tree` knows is not opened, and a blob `known_blobs` knows (asked per tree with (blob id, path)
+    pairs, answering by blob id) is not read."""
+    root = posixpath.normpath(path.strip("/")) if path.strip("/") else ""
+    if root == ".":
+        root = ""
+    out = Walk(sha=commit.id.decode())
+    found = _lookup(repo, repo[commit.tree], root)
+    if found is None or not stat.S_ISDIR(found[0]):
+        out.problems.append(Problem(root or ".", None, "", f"no such directory in revision {out.sha[:12]}"))
+        return out
+    _walk_tree(repo, root, root, found[1], max_bytes, known_tree, known_blobs, out)
+    return out
+
+
+def _walk_tree(repo: Repo, root: str, dir_path: str, tree_sha: bytes, max_bytes: int, known_tree: Any,
+               known_blobs: Any, out: Walk) -> bool:
+    """Adds a tree's manifest files to `out` in path order; True when the tree may be cached."""
+    tree_id = tree_sha.decode()
+    prefix = f"{dir_path}/" if dir_path else ""
+    listed = known_tree(tree_id) if known_tree is not None else None
+    if listed is not None:
+        out.files.extend(WalkedFile(prefix + rel, blob, None, known) for rel, blob, known in listed)
+        return True
+    start, clean, subtrees = len(out.files), True, []
+    entries = sorted(repo[tree_sha].iteritems(), key=lambda e: e.path)
+    known: dict[str, Any] = {}
+    if known_blobs is not None:
+        known = known_blobs([(e.sha.decode(), prefix + e.path.decode("utf-8", "surrogateescape")) for e in entries
+                             if e.mode not in (S_IFLNK, S_IFGITLINK) and not stat.S_ISDIR(e.mode)
+                             and e.path.endswith(MANIFEST_SUFFIXES_B)])
+    for entry in entries:
+        name = entry.path.decode("utf-8", "surrogateescape")
+        rel = prefix + name
+        mode = entry.mode
+        if stat.S_ISDIR(mode):
+            clean = _walk_tree(repo, root, rel, entry.sha, max_bytes, known_tree, known_blobs, out) and clean
+            subtrees.append((name, entry.sha.decode()))
+        elif mode == S_IFGITLINK:
+            continue  # a submodule's content is not in this repository
+        elif mode == S_IFLNK:
+            clean = False
+            target = repo[entry.sha].data.decode("utf-8", "surrogateescape")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+            inside = not target.startswith("/") and (
+                root == "" and not resolved.startswith("..") or resolved == root or resolved.startswith(root + "/"))
+            if not inside:
+                out.problems.append(Problem(rel, None, "", f"symlink to {target!r} points outside {root or '.'}/"
+                                                           " and is refused"))
+        elif name.endswith(MANIFEST_SUFFIXES):
+            blob_id = entry.sha.decode()
+            if blob_id in known:
+                out.files.append(WalkedFile(rel, blob_id, None, known[blob_id]))
+                continue
+            blob = repo[entry.sha]
+            size = blob.raw_length()
+            if size > max_bytes:
+                clean = False
+                out.problems.append(Problem(rel, None, "", f"file is {size} bytes, more than the limit of "
+                                                           f"{max_bytes} bytes"))
+                continue
+            out.files.append(WalkedFile(rel, blob_id, blob.data))
+    if clean:
+        out.trees.append((tree_id, dir_path, start, len(out.files), subtrees))
+    return clean

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gitkube.api import KINDS, NAMESPACED, ObjectInvalid, format_path, parse_object
+from gitkube.api import KINDS, NAMESPACED, ObjectInvalid, format_path, parse_object, to_k8s
+from gitkube.api.content import authored_content, content_hash
 from gitkube.api.errors import Problem
 
 try:  # libyaml's composer is ~10x faster; construction stays ours so both behave the same
@@ -362,12 +363,64 @@ def _find_duplicate_line(node: Node, key: str) -> int | None:
 
 
 @dataclass
+class Entry:
+    """One valid object of a file: its identity, the lines naming it, the hash of what its author owns, and its
+    content (the validated model, or its Kubernetes JSON when it came from the cache; each made from the other on demand)."""
+
+    kind: str
+    namespace: str  # metadata.namespace as validated ("" for cluster-scoped kinds)
+    name: str
+    name_line: int | None
+    ns_line: int | None
+    digest: str  # content_hash of the authored content: the store's desired_hash
+    model: Any = None
+    doc: dict | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(kind, namespace or "", name), the identity duplicates are found by."""
+        return self.kind, self.namespace, self.name
+
+    def hash(self) -> str:
+        """The hash of what the object's author owns (the store's desired_hash)."""
+        if not self.digest:
+            self.digest = content_hash(authored_content(self.k8s()))
+        return self.digest
+
+    def k8s(self) -> dict:
+        """The object's Kubernetes JSON (defaults filled)."""
+        if self.doc is None:
+            self.doc = to_k8s(self.model)
+        return self.doc
+
+    def obj(self) -> Any:
+        """The validated model (re-validated from the Kubernetes JSON when it came from the cache)."""
+        if self.model is None:
+            self.model = parse_object(self.doc)
+        return self.model
+
+
+@dataclass
+class FileObjects:
+    """What one file defines: its valid objects in file order, and its own problems (cross-file ones come later)."""
+
+    path: str
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
 class Loaded:
     """Objects loaded from files, where each was defined, and every problem found."""
 
-    objects: list[Any] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     origins: dict[tuple[str, str, str], tuple[str, int | None]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def objects(self) -> list[Any]:
+        """The validated models, in file order."""
+        return [e.obj() for e in self.entries]
 
 
 def _expand_lists(doc: _Doc, problems: list[Problem]) -> list[_Doc]:
@@ -384,40 +437,47 @@ def _expand_lists(doc: _Doc, problems: list[Problem]) -> list[_Doc]:
 def load_files(files: list[tuple[str, bytes]], max_bytes: int = DEFAULT_MAX_BYTES,
                max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES, plaintext_secrets: bool = False) -> Loaded:
     """Decides which objects the files define and which problems make them unacceptable (all of them, located)."""
-    # Loading allocates millions of small acyclic objects; the cyclic collector would otherwise
-    # walk the growing heap again and again (measured: it doubled the time for 5,000 manifests).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _load_files(files, max_bytes, max_alias_nodes, plaintext_secrets)
-    finally:
-        if gc_was_enabled:
+    with gc_paused():
+        return assemble([parse_file(path, data, max_bytes, max_alias_nodes, plaintext_secrets=plaintext_secrets)
+                         for path, data in files])
+
+
+class gc_paused:
+    """Loading allocates millions of small acyclic objects; the cyclic collector would otherwise walk the growing
+    heap again and again (measured: it doubled the time for 5,000 manifests), so it is paused meanwhile."""
+
+    def __enter__(self) -> None:
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.was:
             gc.enable()
 
 
-def _load_files(files: list[tuple[str, bytes]], max_bytes: int, max_alias_nodes: int,
-                plaintext_secrets: bool) -> Loaded:
-    out = Loaded()
-    problems = out.problems
-    docs: list[_Doc] = []
-    for path, data in files:
-        if len(data) > max_bytes:
-            problems.append(Problem(path, None, "", f"file is {len(data)} bytes, more than the limit of "
-                                                    f"{max_bytes} bytes"))
-            continue
-        text, bad = _decode(path, data)
-        if bad is not None:
-            problems.append(bad)
-            continue
-        assert text is not None
-        raw = _json_docs(path, text, problems) if path.removesuffix(".age").endswith(".json") else _yaml_docs(
-            path, text, max_alias_nodes, problems)
-        for d in raw:
-            docs.extend(_expand_lists(d, problems))
+def parse_file(path: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+               max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES, with_docs: bool = False,
+               plaintext_secrets: bool = False) -> FileObjects:
+    """Decides which valid objects one file defines (file order) and which problems it has on its own.
 
-    seen: dict[tuple[str, str, str], tuple[str, int | None]] = {}
-    namespaces = {"default"}
-    placed: list[tuple[Any, _Doc]] = []
+    `with_docs` also makes each object's Kubernetes JSON and keeps it (what the manifest cache stores). A Secret
+    in a file that is not `*.age` is a problem unless `plaintext_secrets` (the repository opted in)."""
+    out = FileObjects(path)
+    problems = out.problems
+    if len(data) > max_bytes:
+        problems.append(Problem(path, None, "", f"file is {len(data)} bytes, more than the limit of "
+                                                f"{max_bytes} bytes"))
+        return out
+    text, bad = _decode(path, data)
+    if bad is not None:
+        problems.append(bad)
+        return out
+    assert text is not None
+    raw = _json_docs(path, text, problems) if path.removesuffix(".age").endswith(".json") else _yaml_docs(
+        path, text, max_alias_nodes, problems)
+    docs: list[_Doc] = []
+    for d in raw:
+        docs.extend(_expand_lists(d, problems))
     for d in docs:
         try:
             obj = parse_object(d.data)
@@ -425,35 +485,53 @@ def _load_files(files: list[tuple[str, bytes]], max_bytes: int, max_alias_nodes:
             for loc, msg in e.locs:
                 problems.append(Problem(d.path, d.line_of(loc), format_path(loc), msg))
             continue
-        key = (obj.kind, obj.metadata.namespace or "", obj.metadata.name or "")
-        line = d.line_of(("metadata", "name"))
-        if key in seen:
-            first_path, first_line = seen[key]
-            what = f"{key[0]} {key[1] + '/' if key[1] else ''}{key[2]}"
-            problems.append(Problem(d.path, line, "metadata.name",
-                                    f"duplicate object: {what} is also defined at {first_path}:{first_line}"))
-            problems.append(Problem(first_path, first_line, "metadata.name",
-                                    f"duplicate object: {what} is also defined at {d.path}:{line}"))
-            continue
-        seen[key] = (d.path, line)
-        if obj.kind == "Secret" and not plaintext_secrets and not d.path.endswith(".age"):
-            problems.append(Problem(d.path, d.line_of(("kind",)), "kind",
+        if obj.kind == "Secret" and not plaintext_secrets and not path.endswith(".age"):
+            problems.append(Problem(path, d.line_of(("kind",)), "kind",
                                     "a Secret in plain text in Git is refused: encrypt the file with `gitkube secret "
                                     "encrypt FILE --recipient AGE_PUBKEY` (it becomes FILE.age), or opt in with a "
                                     "file named .gitkube-plaintext-secrets at the repository root or in --path"))
-        if obj.kind == "Namespace":
-            namespaces.add(obj.metadata.name)
-        placed.append((obj, d))
-    for obj, d in placed:
-        ns = obj.metadata.namespace
-        if obj.kind in NAMESPACED and ns not in namespaces:
-            problems.append(Problem(d.path, d.line_of(("metadata", "namespace")), "metadata.namespace",
-                                    f'Not found: namespace "{ns}" is neither "default" nor defined in this revision'))
+        doc = to_k8s(obj) if with_docs else None
+        out.entries.append(Entry(obj.kind, obj.metadata.namespace or "", obj.metadata.name or "",
+                                 d.line_of(("metadata", "name")), d.line_of(("metadata", "namespace")),
+                                 content_hash(authored_content(doc)) if doc is not None else "", obj, doc))
+    return out
+
+
+def assemble(files: list[FileObjects]) -> Loaded:
+    """Decides what the files define together: duplicates across files and namespaces that no file defines are
+    problems (checked on the objects alone, so cached files need no re-reading); no object when any problem."""
+    out = Loaded()
+    problems = out.problems
+    seen: dict[tuple[str, str, str], tuple[str, int | None]] = {}
+    namespaces = {"default"}
+    placed: list[tuple[Entry, str]] = []
+    for f in files:
+        problems.extend(f.problems)
+        for e in f.entries:
+            key, line = e.key, e.name_line
+            if key in seen:
+                first_path, first_line = seen[key]
+                what = f"{key[0]} {key[1] + '/' if key[1] else ''}{key[2]}"
+                problems.append(Problem(f.path, line, "metadata.name",
+                                        f"duplicate object: {what} is also defined at {first_path}:{first_line}"))
+                problems.append(Problem(first_path, first_line, "metadata.name",
+                                        f"duplicate object: {what} is also defined at {f.path}:{line}"))
+                continue
+            seen[key] = (f.path, line)
+            if e.kind == "Namespace":
+                namespaces.add(e.name)
+            placed.append((e, f.path))
+    for e, path in placed:
+        if e.kind in NAMESPACED and e.namespace not in namespaces:
+            problems.append(Problem(path, e.ns_line, "metadata.namespace",
+                                    f'Not found: namespace "{e.namespace}" is neither "default" nor defined in '
+                                    'this revision'))
     if not problems:
-        out.objects = [obj for obj, _ in placed]
+        out.entries = [e for e, _ in placed]
         out.origins = seen
     problems.sort(key=lambda p: (p.path, p.line or 0, p.field, p.message))
     return out
 
 
-__all__ = ["load_files", "Loaded", "locate", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_ALIAS_NODES", "KINDS"]
+__all__ = ["load_files", "parse_file", "assemble", "Entry", "FileObjects", "Loaded", "locate", "DEFAULT_MAX_BYTES",
+           "DEFAULT_MAX_ALIAS_NODES", "KINDS"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import sqlite3
@@ -13,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from gitkube.api.content import CLUSTER_SCOPED, authored_content, dict_key
+from gitkube.api.content import content_hash as _content_hash
 from gitkube.store.schema import migrate
 
 DB_FILE = "state.db"
@@ -89,8 +89,7 @@ def desired_content(obj: Mapping) -> dict:
 
 def content_hash(value: Any) -> str:
     """Decides a stable hash of JSON data (key order does not matter)."""
-    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(data.encode(), digest_size=16).hexdigest()
+    return _content_hash(value)
 
 
 def _dumps(value: Any) -> str:
@@ -259,6 +258,11 @@ class Store:
         match = _matcher(selector)
         return [json.loads(body) for body, labels in self._conn.execute(sql, args)
                 if match is None or match(json.loads(labels))]
+
+    def git_digests(self) -> dict[tuple[str, str, str], str]:
+        """Per Git-origin object not marked for deletion, the hash of its authored content as last synced."""
+        return {(k, ns, n): h for k, ns, n, h in self._conn.execute(
+            "SELECT kind, namespace, name, desired_hash FROM objects WHERE origin = 'git' AND deletion_timestamp IS NULL")}
 
     def put(self, obj: Mapping, origin: str = "controller", now: datetime | str | None = None) -> dict:
         """Creates or updates one object (controller-made Pods, Nodes…); keeps uid/creationTimestamp/status; returns it stored."""

@@ -113,6 +113,10 @@ MIGRATIONS: list[str] = [
         FROM kv WHERE key = 'resourceVersion';
     END;
     """,
+    # 3: what `diff` compares first (each Git object's authored-content hash) read from an index, not the bodies
+    """
+    CREATE INDEX objects_git_digest ON objects (origin, deletion_timestamp, kind, namespace, name, desired_hash);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -64,3 +64,24 @@ def test_namespace_defaults_and_cluster_scope():
     [c] = object_changes([ns, pod("a")], [stored(pod("a"))], normalise=same)
     assert (c.kind, c.namespace, c.ref) == ("Namespace", "", "Namespace/shop")
     assert render_change(c).startswith("--- /dev/null\n+++ desired/Namespace/shop\n")
+
+
+def test_fast_yaml_layout_matches_pyyaml() -> None:
+    """to_yaml lays out JSON data itself; it must print exactly what yaml.dump prints, or hand over to it."""
+    import glob
+    import os
+
+    import yaml as _yaml
+
+    from gitkube.reconcile.objdiff import _dump, to_yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    docs = [{"a": [{"b": 1, "c": [1, 2]}, [], {}], "d": {}, "e": [], "f": "x y " * 30, "g": 1.5, "h": None,
+             "i": True, "j": "é", "k": "multi\nline", "l": "12:30", "m": "yes", "n": "", "o": [[1]], "p": "-x",
+             "q": "registry.local/app:1.0", "r": {"deep": {"er": [{"x": "a b"}]}}, "s": 10 ** 20, "t": "a: b"}]
+    for f in sorted(glob.glob(os.path.join(root, "manifests", "**", "*.yaml"), recursive=True)):
+        with open(f) as fh:
+            docs.extend(d for d in _yaml.safe_load_all(fh) if isinstance(d, dict))
+    assert len(docs) > 5
+    for d in docs:
+        assert to_yaml(d) == _dump(d)
