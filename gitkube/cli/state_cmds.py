@@ -181,7 +181,7 @@ def cmd_diff(args) -> int:
         except (sqlite3.Error, RuntimeError) as e:
             return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
     sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
-    config_lines = _config_effects(changes, rev.objects)
+    config_lines = _config_effects(changes, rev)
     if config_lines:
         print("# ConfigMaps and Secrets changed: who reads them")
         print("\n".join(config_lines))
@@ -198,15 +198,15 @@ def cmd_diff(args) -> int:
     return 1 if changes or node_lines or rollouts else 0
 
 
-def _config_effects(changes, objects) -> list[str]:
+def _config_effects(changes, rev) -> list[str]:
     """Lines naming the pods and controllers (anything with a pod template) that a ConfigMap/Secret change affects."""
     from gitkube.reconcile.configrefs import affected
 
     changed = [(c.kind, c.namespace or "default", c.name) for c in changes if c.kind in ("ConfigMap", "Secret")]
     if not changed:
-        return []
+        return []  # the revision's models are made only when needed (a cached revision has none yet)
     users = []
-    for o in objects:
+    for o in rev.objects:
         ns = o.metadata.namespace or "default"
         if o.kind == "Pod":
             users.append((o.kind, ns, o.metadata.name, o.spec))

@@ -175,9 +175,9 @@ def test_only_changed_blobs_are_parsed_and_unchanged_trees_not_opened(repo, tmp_
 
 def _cache_bytes(state: str) -> bytes:
     with contextlib.closing(sqlite3.connect(os.path.join(state, CACHE_FILE))) as c:
-        return b"".join(bytes(v) for t, cols in (("blobs", "key, meta, docs"), ("trees", "key, files"))
-                        for row in c.execute(f"SELECT {cols} FROM {t}") for v in row
-                        if isinstance(v, (bytes, str)) and (v.encode() if isinstance(v, str) else v))
+        return b"".join(v.encode() if isinstance(v, str) else bytes(v)
+                        for t, cols in (("blobs", "key, meta, docs"), ("trees", "key, files"))
+                        for row in c.execute(f"SELECT {cols} FROM {t}") for v in row)
 
 
 def test_secrets_encrypted_files_and_problem_files_are_not_cached(tmp_path: Path) -> None:
