@@ -76,8 +76,8 @@ async def read(request: web.Request) -> web.StreamResponse:
         return await handler(request, t)
     ctx = request.app[CTX]
     q = request.query
-    try:
-        fields = query.parse_field_selector(q.get("fieldSelector"), t.resource.kind)
+    try:  # a bad selector is the client's 400 before any work
+        query.parse_field_selector(q.get("fieldSelector"), t.resource.kind)
         query.label_matcher(q.get("labelSelector"))
     except query.BadRequest as e:
         return status_response(400, str(e), "BadRequest")
@@ -103,7 +103,6 @@ async def read(request: web.Request) -> web.StreamResponse:
     else:
         body = {"kind": f"{t.resource.kind}List", "apiVersion": t.resource.api_version,
                 "metadata": {"resourceVersion": str(rv)}, "items": items}
-    del fields
     return web.Response(body=_dump(body), content_type="application/json")
 
 
@@ -138,7 +137,6 @@ class _WatchFilter:
 async def watch(request: web.Request, t: Target) -> web.StreamResponse:
     """A watch: streamed JSON events, one per line, until timeoutSeconds or the client goes away."""
     ctx, q = request.app[CTX], request.query
-    feed = ctx.feed
     table = tables.wants_table(request.headers.get("Accept"))
     include = q.get("includeObject", "Metadata")
     bookmarks = _truthy(q.get("allowWatchBookmarks"))
@@ -184,11 +182,18 @@ async def watch(request: web.Request, t: Target) -> web.StreamResponse:
             await resp.write_eof()
             return resp
     filt = _WatchFilter(t, q.get("labelSelector"), fields, visible)
-    deadline = time.monotonic() + timeout
+    await _stream_changes(ctx, t, filt, send, rv, time.monotonic() + timeout, bookmarks)
+    await resp.write_eof()
+    return resp
+
+
+async def _stream_changes(ctx, t: Target, filt: _WatchFilter, send, rv: int, deadline: float, bookmarks: bool) -> None:
+    """Send the changes after `rv` as the feed reports the store moving; a BOOKMARK when a quiet interval ends
+    with the watch's resourceVersion moved (other kinds changed)."""
     last_mark = rv
     kinds = [t.resource.kind]
     while time.monotonic() < deadline:
-        moved = await feed.wait_past(rv, min(BOOKMARK_SECONDS, max(0.0, deadline - time.monotonic())))
+        moved = await ctx.feed.wait_past(rv, min(BOOKMARK_SECONDS, max(0.0, deadline - time.monotonic())))
         if moved:
             def changes(store, since=rv):
                 current = store.resource_version()
@@ -199,10 +204,9 @@ async def watch(request: web.Request, t: Target) -> web.StreamResponse:
                 ev = filt.event(c)
                 if ev is not None:
                     await send(*ev)
+            # a full batch: go on from its last change; else everything up to `current` has been seen
             rv = batch[-1]["rv"] if len(batch) == 500 else max(current, batch[-1]["rv"] if batch else rv)
         elif bookmarks and rv != last_mark:
             await send("BOOKMARK", {"kind": t.resource.kind, "apiVersion": t.resource.api_version,
                                     "metadata": {"resourceVersion": str(rv)}})
             last_mark = rv
-    await resp.write_eof()
-    return resp
