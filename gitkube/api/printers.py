@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
+from gitkube.api.views import parse_time
 from gitkube.api import resources as _res
 from gitkube.api.config import redact, redacted_size
 
@@ -22,14 +23,14 @@ def resolve_resource(name: str) -> tuple[str, bool]:
 
 
 # ---- time ----------------------------------------------------------------------------------------
-def parse_time(ts: str | datetime | None) -> datetime | None:
-    """Reads a Kubernetes RFC 3339 timestamp (or passes a datetime through), UTC when no zone is given."""
+def as_datetime(ts: str | datetime | None) -> datetime | None:
+    """A timestamp (RFC 3339, read by gitkube.api.views.parse_time) or a datetime as an aware datetime."""
     if ts is None or ts == "":
         return None
     if isinstance(ts, datetime):
         return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    t = parse_time(ts)
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc)
 
 
 def human_duration(seconds: float) -> str:
@@ -64,7 +65,7 @@ def human_duration(seconds: float) -> str:
 
 def format_age(ts: str | datetime | None, now: datetime | None = None) -> str:
     """Decides the AGE column for a timestamp relative to now ('<unknown>' when absent)."""
-    t = parse_time(ts)
+    t = as_datetime(ts)
     if t is None:
         return "<unknown>"
     now = now or datetime.now(timezone.utc)
@@ -73,7 +74,7 @@ def format_age(ts: str | datetime | None, now: datetime | None = None) -> str:
 
 def format_date(ts: str | datetime | None) -> str:
     """Decides describe's date form: RFC 1123 with numeric zone (Mon, 02 Jan 2006 15:04:05 +0000)."""
-    t = parse_time(ts)
+    t = as_datetime(ts)
     return t.strftime("%a, %d %b %Y %H:%M:%S %z") if t else NONE
 
 
@@ -177,7 +178,7 @@ def pod_status_reason(pod: Mapping) -> str:
     return reason
 
 
-def pod_ready(pod: Mapping) -> str:
+def ready_column(pod: Mapping) -> str:
     """Decides the READY column: ready containers / containers."""
     total = len((pod.get("spec") or {}).get("containers") or [])
     ready = sum(1 for cs in (pod.get("status") or {}).get("containerStatuses") or []
@@ -190,7 +191,7 @@ def pod_restarts(pod: Mapping, now: datetime | None = None) -> str:
     total, last = 0, None
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         total += int(cs.get("restartCount") or 0)
-        t = parse_time(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+        t = as_datetime(((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
         if t and (last is None or t > last):
             last = t
     if total and last:
@@ -272,7 +273,7 @@ def table_rows(kind: str, objects: Sequence[Mapping], *, wide: bool = False, all
         rows = []
         for p in objects:
             st, sp = p.get("status") or {}, p.get("spec") or {}
-            row = [_meta(p)["name"], pod_ready(p), pod_status_reason(p), pod_restarts(p, now), age(p)]
+            row = [_meta(p)["name"], ready_column(p), pod_status_reason(p), pod_restarts(p, now), age(p)]
             if wide:
                 row += [_or_none(st.get("podIP")), _or_none(sp.get("nodeName"))]
             rows.append(row)

@@ -173,7 +173,7 @@ def cmd_list(args) -> int:
         return fail(str(e), 2)
 
     def one(h):
-        imgs = h.docker.call(h.docker.api.images)
+        imgs = h.docker.images()
         out = []
         for i in imgs:
             tags = [t for t in (i.get("RepoTags") or []) if t != "<none>:<none>"]

@@ -13,15 +13,20 @@ def register(sub) -> None:
         "apply", help="one reconcile pass: revision → store → scheduler/RC → pods on nodes",
         description="Run one reconcile pass: read the revision (refused whole if invalid: the last good one stays "
         "applied), sync the state DB, heartbeat the nodes, run the ReplicationController manager and the scheduler, "
-        "and bring every node's containers to the pods bound to it. Objects removed from Git are deleted (their "
-        "pods terminated gracefully). Exit 0 on success, 1 if the revision was refused or --wait failed, 2 on error.")
+        "and bring every node's containers to the pods bound to it. Objects removed from Git are always deleted (their "
+        "pods terminated gracefully): Git is the whole desired state, and `diff` lists them as \"would prune\" first. "
+        "Ends with the sync and health summary of `gitkube status`, and names on stderr every node it needed that "
+        "was unreachable, and why. Exit 0 on success; 1 if the revision was refused, the plan was not the expected "
+        "one (--plan-fingerprint), a pod it started ends in ErrImagePull, ImagePullBackOff or CrashLoopBackOff, a node "
+        "it needed was unreachable, or --wait failed; 2 on error.")
     add_source_args(ap)
     ap.add_argument("--wait", action="store_true", help="keep reconciling until every pod is Running and Ready "
                     "(or Succeeded) and every Deployment's rollout is complete; exit non-zero saying which are not, "
                     "at once when a rollout exceeds its progressDeadlineSeconds")
     ap.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up --wait after S seconds (default 300)")
-    ap.add_argument("--prune", action="store_true", help="also remove gitkube containers on the nodes that belong to no "
-                    "known pod (always done for pods gitkube deleted; this is accepted for kubectl compatibility)")
+    ap.add_argument("--plan-fingerprint", metavar="F", help="apply only if the plan is still the one `diff` printed "
+                    "with this fingerprint; if the world moved since (a new revision, a pod, a node, a back-off), "
+                    "change nothing and exit 1")
     ap.set_defaults(func=cmd_apply)
 
     sv = sub.add_parser(
@@ -152,61 +157,117 @@ def _not_settled(ctrl, skip_nodes: dict[str, str] | None = None) -> list[str]:
 DEADLINE = "exceeded its progress deadline"
 
 
+class _ApplyRun:
+    """What one `apply` did across its passes: the pods it started, the nodes it needed that did not answer."""
+
+    def __init__(self):
+        self.started: set[str] = set()
+        self.unreachable: dict[str, str] = {}
+
+    def add(self, rep) -> None:
+        from gitkube.reconcile import podsync as ps
+
+        for acts in rep.node_actions.values():
+            self.started |= {a.pod_uid for a in acts if isinstance(a, (ps.StartContainer, ps.EnsureSandbox))}
+        plan = rep.plan
+        if plan is not None and plan.cluster is not None:
+            self.started |= {c.pod["metadata"]["uid"] for c in plan.cluster.create}
+        for n, e in rep.node_errors.items():
+            if plan is None or plan.works.get(n) or any(b.node == n for b in getattr(plan.cluster, "bindings", ())):
+                self.unreachable[n] = e
+        for n in list(self.unreachable):
+            if n in rep.node_actions:
+                del self.unreachable[n]  # answered in a later pass
+
+    def failures(self, ctrl) -> list[str]:
+        from gitkube.api.views import PodView
+        from gitkube.reconcile.health import failing_waits
+
+        out = [f"node {n} unreachable: {e}" for n, e in sorted(self.unreachable.items())]
+        for p in map(PodView, ctrl.store.list("Pod", namespace="*")):
+            if p.uid in self.started and (bad := failing_waits(p)):
+                out.append(f"pod {p.namespace}/{p.name}: " + ", ".join(f"{c} {r}" for c, r in sorted(bad.items())))
+        return out
+
+
+def _finish(args, ctrl, run: _ApplyRun, code: int) -> int:
+    """The same summary as `gitkube status`, then what makes this apply fail (stderr)."""
+    from gitkube.cli.state_cmds import status_summary
+
+    summary = status_summary(args, store=ctrl.store)
+    if isinstance(summary, int):
+        return summary
+    for line in summary.lines():
+        _say(line)
+    problems = run.failures(ctrl)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    return code or (1 if problems else 0)
+
+
 def cmd_apply(args) -> int:
     from gitkube.source import SourceError
 
     ctrl = _open_controller(args)
+    run = _ApplyRun()
     try:
         try:
-            rep = ctrl.reconcile()
+            rep = ctrl.reconcile(expect_fingerprint=args.plan_fingerprint)
         except SourceError as e:
             return fail(str(e), 2)
+        if rep.refused_fingerprint:
+            return fail(f"the plan is now {rep.refused_fingerprint}, not {args.plan_fingerprint}: the world moved since "
+                        "that diff; nothing was changed (run diff again)", 1)
+        run.add(rep)
         for prob in rep.refused:
             print(prob, file=sys.stderr)
         _say(f"apply: {rep.summary()} ({rep.seconds:.2f}s)")
         said: dict[str, str] = {}
         _say_node_errors(rep, said)
         if rep.refused:
-            return 1
+            return _finish(args, ctrl, run, 1)
         if not args.wait:
-            return 0
-        from gitkube.nodes.kubelet.probes import ProbeManager
-
-        ctrl.probes = ProbeManager(ctrl.fleet, ctrl.runtimes, on_event=_probe_event(ctrl), wake=lambda: None)
-        deadline = time.monotonic() + args.timeout
-        last = None
-        while True:
-            rep = ctrl.reconcile()
-            _say_node_errors(rep, said)
-            unready = _unready_nodes(ctrl)
-            bound = {(p.get("spec") or {}).get("nodeName") for p in ctrl.store.list("Pod", namespace="*")}
-            held = {n: why for n, why in unready.items() if n in bound}
-            pending = _not_settled(ctrl, held)
-            if not pending and held:
-                for node, why in sorted(held.items()):
-                    _say(f"apply: not waiting for the pods of node {node}: it is NotReady ({why})")
-                return fail("pods on NotReady node(s) " + ", ".join(sorted(held)) + " are not running; the others are "
-                            "Running and Ready", 1)
-            if not pending:
-                # A pass computes Endpoints before it syncs the pods, so readiness first seen in the pass that just
-                # ran reaches the Services (Endpoints, node proxies, DNS) only in the next one: run it, so that
-                # "Ready" on return also means "receives its Services' traffic".
-                ctrl.reconcile()
-                _say("apply: all pods Running and Ready")
-                return 0
-            msg = f"apply: waiting for {len(pending)}: " + "; ".join(pending[:6]) + (" …" if len(pending) > 6 else "")
-            if msg != last:
-                _say(msg)
-                last = msg
-            if any(p.endswith(": Failed") for p in pending):
-                return fail("pods failed: " + "; ".join(p for p in pending if p.endswith(": Failed")), 1)
-            if any(p.endswith(DEADLINE) for p in pending):
-                return fail("rollouts failed: " + "; ".join(p for p in pending if p.endswith(DEADLINE)), 1)
-            if time.monotonic() > deadline:
-                return fail(f"timed out after {args.timeout:.0f}s; not ready: " + "; ".join(pending), 1)
-            time.sleep(1.0)
+            return _finish(args, ctrl, run, 0)
+        return _finish(args, ctrl, run, _wait(args, ctrl, run, said))
     finally:
         ctrl.close()
+
+
+def _wait(args, ctrl, run: _ApplyRun, said: dict[str, str]) -> int:
+    """Reconcile until every pod is Running and Ready (or Succeeded) and every rollout is complete; an exit code.
+    Pods of NotReady nodes are not waited for (said which, and why)."""
+    ctrl.start_probes(on_event=_probe_event(ctrl), wake=lambda: None)
+    deadline = time.monotonic() + args.timeout
+    last = None
+    while True:
+        rep = ctrl.reconcile()
+        run.add(rep)
+        _say_node_errors(rep, said)
+        unready = _unready_nodes(ctrl)
+        bound = {(p.get("spec") or {}).get("nodeName") for p in ctrl.store.list("Pod", namespace="*")}
+        held = {n: why for n, why in unready.items() if n in bound}
+        pending = _not_settled(ctrl, held)
+        if not pending and held:
+            for node, why in sorted(held.items()):
+                _say(f"apply: not waiting for the pods of node {node}: it is NotReady ({why})")
+            return fail("pods on NotReady node(s) " + ", ".join(sorted(held)) + " are not running; the others are "
+                        "Running and Ready", 1)
+        if not pending:
+            # Readiness seen in a pass moves Endpoints, the node proxies and DNS in that same pass: "Ready" on
+            # return also means "receives its Services' traffic".
+            _say("apply: all pods Running and Ready")
+            return 0
+        msg = f"apply: waiting for {len(pending)}: " + "; ".join(pending[:6]) + (" …" if len(pending) > 6 else "")
+        if msg != last:
+            _say(msg)
+            last = msg
+        if any(p.endswith(": Failed") for p in pending):
+            return fail("pods failed: " + "; ".join(p for p in pending if p.endswith(": Failed")), 1)
+        if any(p.endswith(DEADLINE) for p in pending):
+            return fail("rollouts failed: " + "; ".join(p for p in pending if p.endswith(DEADLINE)), 1)
+        if time.monotonic() > deadline:
+            return fail(f"timed out after {args.timeout:.0f}s; not ready: " + "; ".join(pending), 1)
+        time.sleep(1.0)
 
 
 def _probe_event(ctrl):

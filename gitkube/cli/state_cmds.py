@@ -41,12 +41,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compare the objects of a Git revision with those in the state DB and print, for each object "
                     "added, changed or removed, a unified diff of its normalised YAML. Defaults are filled on both "
                     "sides and store-owned fields (uid, creationTimestamp, generation, resourceVersion, status) are "
-                    "left out, so only real changes show. Nothing is written.",
+                    "left out, so only real changes show. Then the plan `apply` would execute now, computed by the "
+                    "same code: objects it would prune (removed from Git), pods created, deleted, bound, evicted, and "
+                    "each node's actions, headed by the plan's fingerprint. The nodes are observed (a heartbeat and "
+                    "one container list each) and nothing is written, in the state DB or on any node.",
         epilog="exit status: 0 in sync, 1 differences found, 2 error (unreadable or invalid revision, bad state DB)")
     add_source_args(p)
     p.add_argument("--objects-only", action="store_true",
                    help="only compare objects; do not probe the nodes or compute the scheduling/node plan")
+    p.add_argument("--offline", action="store_true",
+                   help="plan from the store's last observation (stored Node conditions and pod statuses) without "
+                        "contacting any node; the plan says so")
     p.set_defaults(func=cmd_diff)
+
+    p = subparsers.add_parser(
+        "status", formatter_class=fmt, help="sync and health status (Argo CD's words)",
+        description="Print the revision applied; whether the stored objects are what the revision at the source "
+                    "declares (Synced / OutOfSync, with what differs, or the refused revision and its problems); and "
+                    "the health of what runs (Healthy / Progressing / Degraded, with the reasons: nodes not Ready or "
+                    "unreachable, pods that cannot pull their image, crash-loop, fail or cannot be scheduled; pods "
+                    "still starting). Health is read from the state DB as the last pass observed it: no node is "
+                    "contacted.",
+        epilog="exit status: 0 Synced and Healthy, 1 OutOfSync, refused, Progressing or Degraded, 2 error")
+    add_source_args(p)
+    p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser(
         "get", formatter_class=fmt, help="list objects from the state DB, kubectl-style",
@@ -156,9 +174,26 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _object_changes(args, rev):
+    """The object-level differences between the revision and the store, and the rollouts they would start
+    (None: the store could not be read)."""
+    from gitkube.cli.rollout_cmd import diff_notes
+
+    # Thousands of small dicts would trigger many full GC passes that find no garbage: pause GC meanwhile.
+    with _gc_paused():
+        try:
+            with _open_reader(args) as store:
+                changes = _changes_in(store, rev)
+                return changes, diff_notes(changes, store)
+        except (sqlite3.Error, RuntimeError) as e:
+            fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
+            return None, None
+
+
 def cmd_diff(args) -> int:
-    """Decides whether the store is in sync with a revision: prints unified diffs, exit 0 same / 1 differs / 2 error."""
-    from gitkube.reconcile.objdiff import object_changes, render_changes, summarise
+    """Decides whether the store is in sync with a revision: prints unified diffs and the plan apply would carry
+    out, exit 0 same / 1 differs / 2 error."""
+    from gitkube.reconcile.objdiff import render_changes, summarise
     from gitkube.source import SourceError
 
     try:
@@ -169,17 +204,9 @@ def cmd_diff(args) -> int:
         for problem in rev.problems:
             print(problem, file=sys.stderr)
         return fail(f"revision {(rev.sha or '')[:12]} is invalid ({len(rev.problems)} problem(s)); nothing to diff", 2)
-    # Thousands of small dicts would trigger many full GC passes that find no garbage: pause GC meanwhile.
-    with _gc_paused():
-        from gitkube.cli.rollout_cmd import diff_notes
-
-        try:
-            with _open_reader(args) as store:
-                desired, stored = _differing(rev, store)  # Secrets redacted: keys, sizes and keyed digests
-                changes = object_changes(desired, _without_controller_fields(stored, desired))
-                rollouts = diff_notes(changes, store)
-        except (sqlite3.Error, RuntimeError) as e:
-            return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
+    changes, rollouts = _object_changes(args, rev)
+    if changes is None:
+        return 2
     sys.stdout.write(render_changes(changes, desired=f"git@{(rev.sha or '')[:12]}"))
     config_lines = _config_effects(changes, rev)
     if config_lines:
@@ -193,9 +220,8 @@ def cmd_diff(args) -> int:
     if node_lines is None:
         return 2
     if node_lines:
-        print("# plan: what apply would do now (scheduling and node actions)")
         print("\n".join(node_lines))
-    return 1 if changes or node_lines or rollouts else 0
+    return 1 if changes or len(node_lines) > 1 or rollouts else 0
 
 
 def _config_effects(changes, rev) -> list[str]:
@@ -238,58 +264,79 @@ def _dict_key(obj: dict) -> tuple[str, str, str]:
     return dict_key(obj)
 
 
-def _without_controller_fields(stored: list[dict], desired: list[dict]) -> list[dict]:
-    """Stored objects minus what the controller added (a pod's binding, an adopting owner): not Git's changes."""
-    want = {(d.get("kind"), (d.get("metadata") or {}).get("namespace") or "default", d["metadata"].get("name")): d for d in desired}
-    out = []
-    for o in stored:
-        d = want.get((o.get("kind"), o["metadata"].get("namespace") or "default", o["metadata"].get("name")))
-        if o.get("kind") == "Pod" and d is not None:
-            o = dict(o)
-            if "nodeName" not in (d.get("spec") or {}) and "nodeName" in (o.get("spec") or {}):
-                o["spec"] = {k: v for k, v in o["spec"].items() if k != "nodeName"}
-            if "ownerReferences" not in d["metadata"] and "ownerReferences" in o["metadata"]:
-                o["metadata"] = {k: v for k, v in o["metadata"].items() if k != "ownerReferences"}
-        elif o.get("kind") == "Deployment" and d is not None:
-            # The revision annotation is the Deployment controller's, unless Git wrote it.
-            rev_key = "deployment.kubernetes.io/revision"
-            ann = o["metadata"].get("annotations") or {}
-            if rev_key in ann and rev_key not in (d["metadata"].get("annotations") or {}):
-                ann = {k: v for k, v in ann.items() if k != rev_key}
-                o = {**o, "metadata": {**o["metadata"], "annotations": ann}}
-                if not ann:
-                    o["metadata"].pop("annotations")
-        elif o.get("kind") == "Service" and d is not None:
-            # Allocated ClusterIP and NodePorts are the controller's, unless Git asked for them.
-            o, dspec = dict(o), d.get("spec") or {}
-            spec = dict(o.get("spec") or {})
-            if "clusterIP" not in dspec:
-                spec.pop("clusterIP", None)
-            dports = {p.get("port"): p for p in dspec.get("ports") or []}
-            if "ports" in spec:
-                spec["ports"] = [({k: v for k, v in p.items() if k != "nodePort"} if "nodePort" not in dports.get(p.get("port"), {}) else p)
-                                 for p in spec.get("ports") or []]
-            o["spec"] = spec
-        out.append(o)
-    return out
-
-
 def _node_plan_lines(args) -> list[str] | None:
-    """The scheduling and node side of the dry run, from the very code apply runs (on a copy of the state DB)."""
-    from gitkube.controller import Source, dry_run, render_plan
+    """The plan `apply` would execute now (observe + plan, nothing written anywhere), its fingerprint first."""
+    from gitkube.controller import Controller, Source
+    from gitkube.reconcile.plan import render_plan
 
     if not os.path.exists(args.inventory) and not os.path.exists(os.path.join(args.repo, args.inventory)):
         print(f"note: no inventory ({args.inventory}): objects only, no scheduling or node plan", file=sys.stderr)
         return []
+    ctrl = Controller(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory, args.age_identity),
+                      writer=False)
     try:
-        plan, node_actions, works = dry_run(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory,
-                                                                   args.age_identity))
-    except InvalidInput as e:
-        for prob in e.problems:
-            print(prob, file=sys.stderr)
-        fail("the inventory is invalid; fix it, or pass --objects-only to diff the objects alone", 2)
-        return None
-    return render_plan(plan, node_actions, works)
+        obs, _ = ctrl.observe(offline=args.offline)
+        if obs.refused_what == "inventory":
+            for prob in obs.problems:
+                print(prob, file=sys.stderr)
+            fail("the inventory is invalid; fix it, or pass --objects-only to diff the objects alone", 2)
+            return None
+        plan = ctrl.plan(obs)
+    finally:
+        ctrl.close()
+    lines = render_plan(plan)
+    head = (f"# plan {plan.fingerprint}: what apply would do now"
+            f"{' (offline: from the store, no node contacted)' if plan.offline else ''}; "
+            f"`apply --plan-fingerprint {plan.fingerprint}` applies it only if it is still the plan")
+    print(f"plan fingerprint: {plan.fingerprint}", file=sys.stderr)
+    return [head] + [ln for ln in lines if not ln.startswith("# offline")]
+
+
+def cmd_status(args) -> int:
+    """Decides the sync and health status: prints them, exit 0 Synced and Healthy / 1 otherwise / 2 error."""
+    summary = status_summary(args)
+    if isinstance(summary, int):
+        return summary
+    print("\n".join(summary.lines()))
+    return summary.exit_code
+
+
+def status_summary(args, store=None):
+    """The Summary of sync (revision vs store) and health (stored objects, as last observed); an exit code on error."""
+    from gitkube.reconcile import health as hl
+    from gitkube.source import SourceError
+
+    try:
+        rev = _load(args)
+    except SourceError as e:
+        return fail(str(e), 2)
+    try:
+        reader = contextlib.nullcontext(store) if store is not None else _open_reader(args)
+        with reader as st:
+            applied = st.applied_revision()
+            objs = {k: st.list(k, namespace="*") for k in ("Pod", "Node", "ReplicationController")}
+    except (sqlite3.Error, RuntimeError) as e:
+        return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
+    if rev.problems:
+        sync = hl.SyncStatus(hl.OUT_OF_SYNC, applied, rev.sha, refused=tuple(str(p) for p in rev.problems))
+    else:
+        changes = _object_changes(args, rev)[0] if store is None else _changes_in(store, rev)
+        if changes is None:
+            return 2
+        diffs = tuple(f"{ {'add': 'missing', 'change': 'differs', 'remove': 'to prune'}[c.action]}: {c.ref}"
+                      for c in changes)
+        sync = hl.SyncStatus(hl.OUT_OF_SYNC if diffs else hl.SYNCED, applied, rev.sha, diffs)
+    return hl.Summary(sync, hl.health(objs["Pod"], objs["Node"], objs["ReplicationController"]))
+
+
+def _changes_in(store, rev):
+    """The revision's objects that differ from the store's (only those whose authored content hashes differently
+    are read and compared), controller-owned fields left out."""
+    from gitkube.api.content import without_controller_fields
+    from gitkube.reconcile.objdiff import object_changes
+
+    desired, stored = _differing(rev, store)  # Secrets redacted: keys, sizes and keyed digests
+    return object_changes(desired, without_controller_fields(stored, desired))
 
 
 # ---- get / describe / events ------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""`gitkube serve`: the continuous control loop. Triggers only say "look again"; every pass is level-triggered."""
+"""`gitkube serve`: the continuous control loop. Triggers only say "look again"; every pass is level-triggered.
+It wakes on a push (the watch on the refs), when the last plan says work is due (a back-off ending, a node's grace
+period or eviction time), on a probe's readiness change, and at the latest every --resync seconds (the safety net)."""
 from __future__ import annotations
 
 import logging
@@ -45,11 +47,19 @@ def _watch(repo: str, trigger: threading.Event):
     return obs
 
 
+def next_wake(now: float, last_pass: float, resync: float, due: float | None, min_gap: float = 0.2) -> float:
+    """Seconds to sleep before the next pass unless a trigger comes: until the plan's next due time, at most until
+    the periodic resync, and never less than `min_gap` (a due time already past is not a busy loop)."""
+    until = last_pass + resync - now
+    if due is not None:
+        until = min(until, due - now)
+    return max(min_gap, until)
+
+
 def serve(ctrl, args, on_event) -> int:
-    """Run passes on every trigger (push, timer, probe change) until SIGTERM/SIGINT."""
+    """Run passes on every trigger (push, due work, probe change, resync) until SIGTERM/SIGINT."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from gitkube.nodes.kubelet.probes import ProbeManager
     from gitkube.source.remote import is_remote, sync_mirror
 
     trigger = threading.Event()
@@ -79,7 +89,6 @@ def serve(ctrl, args, on_event) -> int:
         fetch()
         ctrl.source.repo = mirror
         sched.add_job(fetch, "interval", seconds=args.fetch_interval, id="fetch", max_instances=1, coalesce=True)
-    sched.add_job(trigger.set, "interval", seconds=args.resync, id="resync", max_instances=1, coalesce=True)
     usage_interval = getattr(args, "usage_interval", 15.0)
     if usage_interval and usage_interval > 0:  # resource usage (gitkube top, metrics.k8s.io, /metrics)
         from gitkube.controller.usage import UsageSampler
@@ -93,21 +102,25 @@ def serve(ctrl, args, on_event) -> int:
     log.info("serving %s (path %s, rev %s); resync every %ss; state in %s", remote or os.path.abspath(args.repo),
              args.path, args.rev or "checked-out branch", args.resync, args.state_dir)
     passes = 0
+    last_pass, due = time.time(), None
     try:
         while not stop.is_set():
-            trigger.wait(timeout=args.resync)
+            woke = trigger.wait(timeout=next_wake(time.time(), last_pass, args.resync, due))
             if stop.is_set():
                 break
             trigger.clear()
+            last_pass = time.time()
             try:
                 rep = ctrl.reconcile()
             except Exception as e:  # noqa: BLE001 - one failed pass must not end the loop
                 log.exception("pass failed: %s", e)
                 time.sleep(1)
                 continue
-            if ctrl.probes is None and ctrl.fleet is not None:
-                ctrl.probes = ProbeManager(ctrl.fleet, ctrl.runtimes, on_event=on_event, wake=trigger.set)
+            due = rep.next_due
+            ctrl.start_probes(on_event=on_event, wake=trigger.set)
             passes += 1
+            log.debug("pass %d woken by %s; next due %s", passes, "a trigger" if woke else "its timer",
+                      f"in {due - time.time():.1f}s" if due else "-")
             summary = rep.summary()
             for p in rep.refused:
                 log.warning("%s", p)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from gitkube.api import cpu_millis, memory_bytes
 from gitkube.reconcile import endpoints as ep
 from gitkube.reconcile.apps import AppsPlan, TemplateInputs, label_selector, plan_apps
-from gitkube.reconcile.podsync import parse_time
+from gitkube.api.views import parse_time
 from gitkube.reconcile.rc import RCInfo, RCPod, manage_replication_controller
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.reconcile.scheduler.types import ContainerRequest, NodeInfo, PodInfo
@@ -99,6 +99,33 @@ def rc_pod(p: dict) -> RCPod:
     )
 
 
+def rc_info(rc: dict) -> RCInfo:
+    spec = rc.get("spec") or {}
+    return RCInfo(uid=meta(rc)["uid"], namespace=ns_of(rc), name=meta(rc)["name"], generation=meta(rc).get("generation", 1),
+                  replicas=spec.get("replicas", 1), selector=_rc_selector(rc),
+                  template_labels=meta(spec.get("template") or {}).get("labels") or {},
+                  min_ready_seconds=spec.get("minReadySeconds") or 0)
+
+
+def rc_status_dict(s) -> dict:
+    return {"replicas": s.replicas, "fullyLabeledReplicas": s.fully_labeled_replicas, "readyReplicas": s.ready_replicas,
+            "availableReplicas": s.available_replicas, "observedGeneration": s.observed_generation}
+
+
+def rc_statuses(pods: list[dict], rcs: list[dict], now: float) -> dict[tuple[str, str, str], dict]:
+    """Each live RC's (and ReplicaSet's) status from the pods as they are now (after a pass's pod sync: readiness
+    seen in the pass), by (kind, namespace, name)."""
+    out = {}
+    for rc in rcs:
+        if is_deleting(rc):
+            continue
+        info = rc_info(rc)
+        d = manage_replication_controller(info, [rc_pod(p) for p in pods if ns_of(p) == info.namespace], now,
+                                          rng=random.Random(0))
+        out[(rc.get("kind", "ReplicationController"), info.namespace, info.name)] = rc_status_dict(d.status)
+    return out
+
+
 def _selects(selector, labels: dict) -> bool:
     if hasattr(selector, "matches"):
         return not selector.empty() and selector.matches(labels)
@@ -156,8 +183,6 @@ class ClusterPlan:
     rc_status: dict[tuple[str, str], dict] = field(default_factory=dict)
     rs_status: dict[tuple[str, str], dict] = field(default_factory=dict)
     apps: AppsPlan = field(default_factory=AppsPlan)  # Deployments: ReplicaSets created, resized, pruned; statuses
-    endpoints: dict[tuple[str, str], dict] = field(default_factory=dict)
-    endpoint_objects: dict = field(default_factory=dict)  # (ns, name) -> reconcile.endpoints.Endpoints
 
     @property
     def empty(self) -> bool:
@@ -218,11 +243,7 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
     for rc in rcs:
         if is_deleting(rc):
             continue
-        spec = rc.get("spec") or {}
-        info = RCInfo(uid=meta(rc)["uid"], namespace=ns_of(rc), name=meta(rc)["name"], generation=meta(rc).get("generation", 1),
-                      replicas=spec.get("replicas", 1), selector=_rc_selector(rc),
-                      template_labels=meta(spec.get("template") or {}).get("labels") or {},
-                      min_ready_seconds=spec.get("minReadySeconds") or 0)
+        info = rc_info(rc)
         candidates = [rc_pod(p) for p in pods_by_ns.get(ns_of(rc), [])]
         d = manage_replication_controller(info, candidates, now, rng=rng)
         kind = rc.get("kind", "ReplicationController")
@@ -236,11 +257,7 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
             plan.owners.append(OwnerChange(info.namespace, p.name, _owner_ref(rc)))
         for p in d.release:
             plan.owners.append(OwnerChange(info.namespace, p.name, None))
-        s = d.status
-        (plan.rs_status if kind == "ReplicaSet" else plan.rc_status)[(info.namespace, info.name)] = {
-            "replicas": s.replicas, "fullyLabeledReplicas": s.fully_labeled_replicas, "readyReplicas": s.ready_replicas,
-            "availableReplicas": s.available_replicas, "observedGeneration": s.observed_generation,
-        }
+        (plan.rs_status if kind == "ReplicaSet" else plan.rc_status)[(info.namespace, info.name)] = rc_status_dict(d.status)
 
     # Scheduler: pending pods without a node, RC pods created this pass included.
     deleting_uids = {d.uid for d in plan.delete}
@@ -269,10 +286,6 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
         if n and n not in node_names:
             plan.unschedulable.append(Unschedulable(ns_of(p), meta(p)["name"], meta(p)["uid"],
                                                     f"node {n!r} (spec.nodeName) is not in the inventory"))
-
-    # Endpoints controller over the pods as stored (status from the last sync).
-    plan.endpoint_objects = service_endpoints(pods, services, deleting_uids)
-    plan.endpoints = {k: e.as_dict() for k, e in plan.endpoint_objects.items()}
     return plan
 
 

@@ -219,3 +219,40 @@ def template_config_inputs(d: Mapping, config: ConfigValues) -> list[str]:
         return []
     digest = pod_config_digest(spec, (d.get("metadata") or {}).get("namespace") or "default", config)
     return [f"config:{digest}"] if digest else []
+
+
+def config_blocks(works, config) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """Containers that cannot be created now because config they need is missing: (pod uid, container) ->
+    (waiting reason, event reason, message), in the kubelet's words. The planner leaves them alone, so a
+    container already running with the last good config keeps running."""
+    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    if config is None:  # the applied revision's ConfigMaps/Secrets cannot be read (e.g. a wrong --age-identity)
+        for w in works:
+            names = {v.name for v in config_volumes(w.pod.spec)}
+            for c in w.pod.spec.containers:
+                if not w.deleting and (env_refs(c) or any(vm.name in names for vm in c.volumeMounts or ())):
+                    out[(w.uid, c.name)] = ("CreateContainerConfigError", "Failed", "Error: the ConfigMaps and "
+                                            "Secrets of the applied revision cannot be read (see the refused revision)")
+        return out
+    for w in works:
+        if w.deleting:
+            continue
+        ns = w.pod.metadata.namespace or "default"
+        vols = {v.name: v for v in config_volumes(w.pod.spec)}
+        for c in w.pod.spec.containers:
+            try:
+                for vm in c.volumeMounts or ():
+                    if vm.name in vols:
+                        volume_files(vols[vm.name], ns, config)
+            except ConfigError as e:
+                msg = f'MountVolume.SetUp failed for volume "{vm.name}" : {e}'
+                out[(w.uid, c.name)] = ("ContainerCreating", "FailedMount", msg)
+                continue
+            try:
+                env_from(c, ns, config)
+                for e in c.env or ():
+                    if e.valueFrom is not None and (e.valueFrom.configMapKeyRef or e.valueFrom.secretKeyRef):
+                        key_ref_value(e, ns, config)
+            except ConfigError as e:
+                out[(w.uid, c.name)] = ("CreateContainerConfigError", "Failed", f"Error: {e}")
+    return out

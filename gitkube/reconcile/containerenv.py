@@ -10,7 +10,7 @@ from gitkube.reconcile.configrefs import ConfigValues, env_from, key_ref_value
 
 
 @dataclass(frozen=True)
-class ServiceInfo:
+class EnvService:
     """What a pod needs to know of a Service to get its environment variables."""
 
     name: str
@@ -46,7 +46,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def service_env(services: list[ServiceInfo]) -> list[tuple[str, str]]:
+def service_env(services: list[EnvService]) -> list[tuple[str, str]]:
     """The docker-links-style variables Kubernetes gives a pod for each Service of its namespace."""
     out: list[tuple[str, str]] = []
     for s in sorted(services, key=lambda s: s.name):
@@ -91,7 +91,7 @@ def field_value(pod: Pod, uid: str, path: str, node_name: str, pod_ip: str | Non
 
 
 def container_env(pod: Pod, uid: str, c: Container, node_name: str, pod_ip: str | None, host_ip: str | None,
-                  services: list[ServiceInfo], config: ConfigValues | None = None,
+                  services: list[EnvService], config: ConfigValues | None = None,
                   warnings: list[str] | None = None) -> list[tuple[str, str]]:
     """The container's final environment: service variables first, then envFrom, then its own env, each expanded
     in order. Raises configrefs.ConfigError when a ConfigMap/Secret or key it needs is missing."""

@@ -41,7 +41,7 @@ __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_EVICTION_TIMEOUT",
     "NodeHeartbeat",
-    "NodeCondition",
+    "ReadyCondition",
     "LifecyclePod",
     "PodEviction",
     "NodeLifecycleDecision",
@@ -93,7 +93,7 @@ class NodeHeartbeat:
 
 
 @dataclass(frozen=True)
-class NodeCondition:
+class ReadyCondition:
     """The node's Ready condition (status "True", "False" or "Unknown")."""
 
     status: str
@@ -141,7 +141,7 @@ class PodEviction:
 class NodeLifecycleDecision:
     """One pass of the node lifecycle controller."""
 
-    conditions: Mapping[str, NodeCondition] = field(default_factory=dict)
+    conditions: Mapping[str, ReadyCondition] = field(default_factory=dict)
     mark_not_ready: tuple[LifecyclePod, ...] = ()  # set their Ready condition False
     evict: tuple[PodEviction, ...] = ()
     eviction_suspended: bool = False  # no node is Ready: evictions held back
@@ -150,9 +150,9 @@ class NodeLifecycleDecision:
 def node_ready_condition(
     hb: NodeHeartbeat,
     now: float,
-    previous: NodeCondition | None = None,
+    previous: ReadyCondition | None = None,
     grace_period: float = DEFAULT_GRACE_PERIOD,
-) -> NodeCondition:
+) -> ReadyCondition:
     """The node's Ready condition now, from its heartbeats and the condition it had before."""
     seen = hb.since_seen(now)
     failed_last = hb.last_attempt is not None and (hb.last_success is None or hb.last_attempt > hb.last_success)
@@ -182,14 +182,14 @@ def node_ready_condition(
         message = f"{message} Last probe error: {hb.last_error}"
     if previous is not None and previous.status == status:
         since = previous.last_transition_time
-    return NodeCondition(status, reason, message, answered_at, since)
+    return ReadyCondition(status, reason, message, answered_at, since)
 
 
 def node_lifecycle(
     heartbeats: Iterable[NodeHeartbeat],
     pods: Sequence[LifecyclePod],
     now: float,
-    previous: Mapping[str, NodeCondition] | None = None,
+    previous: Mapping[str, ReadyCondition] | None = None,
     grace_period: float = DEFAULT_GRACE_PERIOD,
     eviction_timeout: float = DEFAULT_EVICTION_TIMEOUT,
     evict_nodes_per_pass: int = DEFAULT_EVICT_NODES_PER_PASS,
@@ -225,7 +225,7 @@ def node_lifecycle(
     return NodeLifecycleDecision(conditions, tuple(mark), tuple(evict), suspended)
 
 
-def full_disruption(conditions: Iterable[NodeCondition]) -> bool:
+def full_disruption(conditions: Iterable[ReadyCondition]) -> bool:
     """Decides whether evictions stop: no node is Ready, or most are not (k8s' full and partial disruption of
     a small zone): the likely fault is the controller's own network, and there is nowhere to move pods to."""
     conds = list(conditions)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from gitkube.api import Container, Pod
+from gitkube.api.views import iso, parse_time
 
 INFRA = "POD"  # container-name label of a pod's infra (pause) container, as the kubelet names it
 BACKOFF_BASE = 10.0
@@ -105,36 +104,18 @@ def container_hash(c: Container, config_digest: str = "") -> str:
     return hashlib.sha256((body + (f"\0{config_digest}" if config_digest else "")).encode()).hexdigest()[:16]
 
 
-def parse_time(ts: str | None) -> float | None:
-    """Seconds since the epoch of an RFC 3339 timestamp (Docker's nanosecond form too), None when unset."""
-    if not ts or ts.startswith("0001-01-01"):
-        return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", ts)
-    if not m:
-        return None
-    base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-    frac = float("0" + m.group(2)) if m.group(2) else 0.0
-    tz = m.group(3) or "Z"
-    if tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        base -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-    return base + frac
-
-
-def iso(t: float | None) -> str | None:
-    """RFC 3339 (seconds) of an epoch time, as Kubernetes prints timestamps."""
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def exp_backoff(failures: int) -> float:
+    """The kubelet's back-off after `failures` failures (restarts or image pulls): 0, then 10 s doubling to 300 s."""
+    if failures <= 0:
+        return 0.0
+    return min(BACKOFF_BASE * (2 ** (failures - 1)), BACKOFF_MAX)
 
 
 def backoff_delay(restart_count: int, ran_for: float | None) -> float:
     """How long after an exit the next start may come: 0 for the first restart, then 10 s doubling to 300 s."""
     if ran_for is not None and ran_for >= BACKOFF_RESET:
         return 0.0
-    if restart_count <= 0:
-        return 0.0
-    return min(BACKOFF_BASE * (2 ** (restart_count - 1)), BACKOFF_MAX)
+    return exp_backoff(restart_count)
 
 
 def should_restart(policy: str, exit_code: int | None) -> bool:
@@ -264,6 +245,11 @@ def pod_finished(w: PodWork, seen: dict[str, list[ObservedContainer]]) -> bool:
 
 # -- what the last status says, for a process that has not inspected anything yet -------------------------
 def status_hints(works: list[PodWork]) -> dict[str, dict]:
+    """status_hints_of for pods as works."""
+    return status_hints_of((w.uid, w.last_status) for w in works)
+
+
+def status_hints_of(statuses) -> dict[str, dict]:
     """Container facts the stored statuses recorded (the last report of the kubelet's job), by container id, and
     the sandbox start by "infra:<pod uid>". A fresh process (every `apply`) rebuilds its view from the one list
     call plus these, instead of an inspect per container; a container whose Docker state word no longer matches
@@ -278,8 +264,8 @@ def status_hints(works: list[PodWork]) -> dict[str, dict]:
                 "finished_at": t.get("finishedAt"), "oom_killed": t.get("reason") == "OOMKilled",
                 "error": t.get("message", ""), "image_id": image_id}
 
-    for w in works:
-        st = w.last_status or {}
+    for uid, st in statuses:
+        st = st or {}
         for cs in st.get("containerStatuses") or ():
             cur, image_id = cid(cs.get("containerID")), cs.get("imageID", "")
             state, last = cs.get("state") or {}, cs.get("lastState") or {}
@@ -290,7 +276,7 @@ def status_hints(works: list[PodWork]) -> dict[str, dict]:
             if "terminated" in last and (k := cid(last["terminated"].get("containerID"))):
                 out.setdefault(k, term(last["terminated"], image_id))
         if st.get("startTime"):
-            out[f"infra:{w.uid}"] = {"state": "running", "started_at": st["startTime"]}
+            out[f"infra:{uid}"] = {"state": "running", "started_at": st["startTime"]}
     return out
 
 
@@ -424,3 +410,139 @@ def pod_status(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float,
     if start:
         status["startTime"] = start
     return status
+
+
+# -- the node's share of a pass: image pull back-off, statuses and when the node next needs a look ----------
+Waiting = dict[tuple[str, str], tuple[str, str]]  # (pod uid, container) -> (reason, message) of a container held back
+PullState = dict[str, tuple[int, float, str]]  # "uid/container" -> (failed pulls, time of the last attempt, message)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What one node's kubelet does in this pass: the actions, containers held back (and why), when to look again."""
+
+    actions: tuple[Action, ...] = ()
+    waiting: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = ()  # held back by the planner (back-off, config)
+    next_due: float | None = None
+    events: tuple["PodEvent", ...] = ()  # the planner's own (a container held for missing config, every pass)
+
+
+def pull_blocked(works: list[PodWork], pulls: PullState, now: float) -> tuple[Waiting, float | None]:
+    """Containers whose image pull is in back-off (ImagePullBackOff) and when the earliest back-off ends."""
+    out: Waiting = {}
+    due = None
+    for w in works:
+        for c in w.pod.spec.containers:
+            st = pulls.get(f"{w.uid}/{c.name}")
+            if not st or not st[0]:
+                continue
+            until = st[1] + exp_backoff(st[0])
+            if now < until:
+                out[(w.uid, c.name)] = ("ImagePullBackOff", f'Back-off pulling image "{c.image}"')
+                due = until if due is None else min(due, until)
+    return out, due
+
+
+def pull_failed(pulls: PullState, uid: str, container: str, now: float, message: str) -> PullState:
+    """The pull state after one more failed pull of a container's image."""
+    fails = pulls.get(f"{uid}/{container}", (0, 0.0, ""))[0]
+    return {**pulls, f"{uid}/{container}": (fails + 1, now, message)}
+
+
+def restart_due(works: list[PodWork], observed: list[ObservedContainer], now: float) -> float | None:
+    """The earliest time a container waiting in CrashLoopBackOff may start again (None: none waits)."""
+    by_pod = group(observed)
+    due = None
+    for w in works:
+        if w.deleting:
+            continue
+        seen = by_pod.get(w.uid, {})
+        for c in w.pod.spec.containers:
+            attempts = seen.get(c.name)
+            if not attempts:
+                continue
+            t = next_start_at(w.pod.spec.restartPolicy, attempts[-1])
+            if t is not None and t > now:
+                due = t if due is None else min(due, t)
+    return due
+
+
+def plan_node_pass(works: list[PodWork], observed: list[ObservedContainer], now: float, pulls: PullState,
+                   config_blocked: dict[tuple[str, str], tuple[str, str, str]] | None = None) -> NodePlan:
+    """One node's plan: containers in image pull back-off, or whose ConfigMap/Secret is missing
+    (configrefs.config_blocks: waiting reason, event reason, message), are held back; the rest as plan_node
+    decides."""
+    blocked, pull_due = pull_blocked(works, pulls, now)
+    events = []
+    for key, (reason, ev_reason, msg) in sorted((config_blocked or {}).items()):
+        blocked[key] = (reason, msg.removeprefix("Error: "))
+        events.append(PodEvent(key[0], ev_reason, msg, "Warning"))
+    actions = plan_node(works, observed, now, {k: v[1] for k, v in blocked.items()})
+    dues = [t for t in (pull_due, restart_due(works, observed, now)) if t is not None]
+    return NodePlan(tuple(actions), tuple(sorted(blocked.items())), min(dues) if dues else None, tuple(events))
+
+
+def pod_ip(w: PodWork, seen: dict[str, list[ObservedContainer]], host_ip: str) -> str | None:
+    """The pod's IP: the node's for hostNetwork, its running sandbox's, else the one its last status recorded."""
+    if w.pod.spec.hostNetwork:
+        return host_ip
+    infra = (seen.get(INFRA) or [None])[-1]
+    if infra is not None and infra.running and infra.ip:
+        return infra.ip
+    return w.last_status.get("podIP") or None
+
+
+@dataclass(frozen=True)
+class PodEvent:
+    """An event the kubelet records about a pod (pod_uid) or its node (pod_uid None)."""
+
+    pod_uid: str | None
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+def node_statuses(works: list[PodWork], observed: list[ObservedContainer], now: float, host_ip: str,
+                  ready: dict[tuple[str, str], bool] | None, waiting: Waiting) -> tuple[dict[str, dict], list[PodEvent]]:
+    """Each live pod's status from what the node shows after this pass's actions, and the BackOff events that go
+    with containers in back-off (recorded on every sync that skips one, as the kubelet does; the store counts)."""
+    by_pod = group(observed)
+    statuses: dict[str, dict] = {}
+    events: list[PodEvent] = []
+    for w in works:
+        if w.deleting:
+            continue
+        st = statuses[w.uid] = pod_status(w, by_pod.get(w.uid, {}), now, host_ip, ready, waiting)
+        for cs in st.get("containerStatuses") or ():
+            if ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+                m = w.pod.metadata
+                events.append(PodEvent(w.uid, "BackOff", f"Back-off restarting failed container {cs['name']} in pod "
+                                       f"{m.name}_{m.namespace or 'default'}({w.uid})", "Warning"))
+    return statuses, events
+
+
+def observed_from_status(works: list[PodWork]) -> list[ObservedContainer]:
+    """The containers the stored statuses last reported (what `diff --offline` plans from, no node asked)."""
+    out = []
+    for w in works:
+        st = w.last_status or {}
+        if st.get("startTime"):
+            out.append(ObservedContainer(id=f"infra:{w.uid}", pod_uid=w.uid, container=INFRA, spec_hash="",
+                                         restart_count=0, state="running", started_at=st.get("startTime"),
+                                         ip=st.get("podIP")))
+        specs = {c.name: c for c in w.pod.spec.containers}
+        for cs in st.get("containerStatuses") or ():
+            c, state = specs.get(cs.get("name")), cs.get("state") or {}
+            cid = str(cs.get("containerID") or "").removeprefix("docker://")
+            if c is None or not cid:
+                continue
+            base = dict(id=cid, pod_uid=w.uid, container=c.name, spec_hash=container_hash(c),
+                        restart_count=int(cs.get("restartCount", 0)), image=c.image, image_id=cs.get("imageID", ""))
+            if "running" in state:
+                out.append(ObservedContainer(**base, state="running", started_at=state["running"].get("startedAt")))
+            else:
+                t = state.get("terminated") or ((cs.get("lastState") or {}).get("terminated")) or {}
+                if t:
+                    out.append(ObservedContainer(**base, state="exited", exit_code=t.get("exitCode"),
+                                                 started_at=t.get("startedAt"), finished_at=t.get("finishedAt")))
+    return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from gitkube.api import Service
-from gitkube.reconcile.containerenv import ServiceInfo as EnvServiceInfo
+from gitkube.reconcile.containerenv import EnvService
 from gitkube.reconcile.endpoints import Endpoints
 
 __all__ = [
@@ -362,14 +362,14 @@ def render_hosts(services: Iterable[ProxyService], endpoints: Mapping[tuple[str,
     return "\n".join(lines) + "\n"
 
 
-def env_services(services: Iterable[ProxyService]) -> dict[str, list[EnvServiceInfo]]:
+def env_services(services: Iterable[ProxyService]) -> dict[str, list[EnvService]]:
     """What the pod runtime needs for service environment variables: namespace -> Services with a ClusterIP."""
-    out: dict[str, list[EnvServiceInfo]] = {}
+    out: dict[str, list[EnvService]] = {}
     for s in sorted(services, key=lambda s: (s.namespace, s.name)):
         if s.cluster_ip == "None":
             continue
         out.setdefault(s.namespace, []).append(
-            EnvServiceInfo(s.name, s.cluster_ip, tuple((p.name or None, p.port, p.protocol) for p in s.ports)))
+            EnvService(s.name, s.cluster_ip, tuple((p.name or None, p.port, p.protocol) for p in s.ports)))
     return out
 
 
@@ -383,7 +383,7 @@ class DataPlane:
     dns_ip: str
     haproxy_cfg: str
     dns_hosts: str
-    env: dict[str, list[EnvServiceInfo]]
+    env: dict[str, list[EnvService]]
 
 
 def plan_dataplane(

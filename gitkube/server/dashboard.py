@@ -60,7 +60,7 @@ def _pod_row(p: Mapping, usage: Mapping) -> dict:
     ns = m.get("namespace") or "default"
     u = usage.get(f"{ns}/{m['name']}") or {}
     return {"namespace": ns, "name": m["name"], "node": (p.get("spec") or {}).get("nodeName") or "",
-            "status": pr.pod_status_reason(p), "ready": pr.pod_ready(p), "restarts": pr.pod_restarts(p),
+            "status": pr.pod_status_reason(p), "ready": pr.ready_column(p), "restarts": pr.pod_restarts(p),
             "ip": st.get("podIP") or "", "age": pr.format_age(m.get("creationTimestamp")),
             "cpu": cpu_text(u["cpu"]) if u.get("complete") else "", "memory": memory_text(u["memory"]) if u else ""}
 

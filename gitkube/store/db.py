@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from gitkube.api.content import CLUSTER_SCOPED, authored_content, dict_key
-from gitkube.api.content import content_hash as _content_hash
+from gitkube.api.content import CLUSTER_SCOPED, authored_content, content_hash, dict_key
 from gitkube.store.schema import migrate
 
 DB_FILE = "state.db"
@@ -85,11 +84,6 @@ def object_key(obj: Mapping) -> ObjectKey:
 def desired_content(obj: Mapping) -> dict:
     """Decides the part of an object its author owns: all of it but status and store-owned metadata."""
     return authored_content(obj)
-
-
-def content_hash(value: Any) -> str:
-    """Decides a stable hash of JSON data (key order does not matter)."""
-    return _content_hash(value)
 
 
 def _dumps(value: Any) -> str:
@@ -208,6 +202,11 @@ class Store:
             return self._record_event(
                 conn, {"kind": "Revision", "namespace": "", "name": sha, "uid": ""},
                 "InvalidRevision", "; ".join([head, *shown]), "Warning", "gitkube", "", ts)
+
+    def desired_index(self) -> dict[ObjectKey, tuple[str, bool, str]]:
+        """Every object's (desired content hash, being deleted, origin): what a revision sync compares against."""
+        return {ObjectKey(k, ns, n): (dh, dts is not None, origin) for k, ns, n, dh, dts, origin in self._conn.execute(
+            "SELECT kind, namespace, name, desired_hash, deletion_timestamp, origin FROM objects")}
 
     def applied_revision(self) -> str | None:
         """Decides which revision is the applied one: the last synced, refusals ignored."""

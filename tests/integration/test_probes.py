@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from gitkube.api import parse_object
+from gitkube.controller.apply import sync_node
 from gitkube.nodes.transport.fleet import Fleet
 from gitkube.nodes.inventory import load_inventory
 from gitkube.nodes.kubelet.probes import ProbeManager
 from gitkube.nodes.kubelet.runtime import ClusterContext, PodRuntime
-from gitkube.reconcile.podsync import PodWork, parse_time
+from gitkube.api.views import parse_time
+from gitkube.reconcile.podsync import PodWork
 from tests.tls_helper import RecordingHandler, serve
 
 IMAGE = "gitkube/busybox:latest"
@@ -102,7 +104,7 @@ class Driver:
                 by_node.setdefault(run.node_of[name], []).append(w)
 
             def one(node):
-                res = self.runtimes[node].sync(by_node[node], self.ctx, ready=ready)
+                res = sync_node(self.runtimes[node], by_node[node], self.ctx, ready=ready)
                 self.pm.update(node, by_node[node], res.observed)
                 return res
 

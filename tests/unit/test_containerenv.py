@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gitkube.api import parse_object
-from gitkube.reconcile.containerenv import ServiceInfo, command_line, container_env, expand, service_env
+from gitkube.reconcile.containerenv import EnvService, command_line, container_env, expand, service_env
 
 
 @pytest.mark.parametrize("text,want", [
@@ -57,7 +57,7 @@ def test_env_expands_against_earlier_entries_only():
 
 
 def test_service_variables_docker_links_style():
-    svc = ServiceInfo("redis-master", "10.0.0.11", (("db", 6379, "TCP"), (None, 9121, "TCP")))
+    svc = EnvService("redis-master", "10.0.0.11", (("db", 6379, "TCP"), (None, 9121, "TCP")))
     env = dict(service_env([svc]))
     assert env == {
         "REDIS_MASTER_SERVICE_HOST": "10.0.0.11", "REDIS_MASTER_SERVICE_PORT": "6379",
@@ -67,11 +67,11 @@ def test_service_variables_docker_links_style():
         "REDIS_MASTER_PORT_9121_TCP": "tcp://10.0.0.11:9121", "REDIS_MASTER_PORT_9121_TCP_PROTO": "tcp",
         "REDIS_MASTER_PORT_9121_TCP_PORT": "9121", "REDIS_MASTER_PORT_9121_TCP_ADDR": "10.0.0.11",
     }
-    assert service_env([ServiceInfo("headless", "None", ((None, 80, "TCP"),))]) == []
+    assert service_env([EnvService("headless", "None", ((None, 80, "TCP"),))]) == []
 
 
 def test_service_variables_feed_expansion_and_never_override_the_pods_own_names():
-    svc = ServiceInfo("db", "10.0.0.7", ((None, 5432, "TCP"),))
+    svc = EnvService("db", "10.0.0.7", ((None, 5432, "TCP"),))
     p, c = pod([{"name": "DB_SERVICE_PORT", "value": "1"}, {"name": "URL", "value": "pg://$(DB_SERVICE_HOST):$(DB_SERVICE_PORT)"}])
     env = env_of(p, c, [svc])
     assert env["DB_SERVICE_HOST"] == "10.0.0.7" and env["DB_SERVICE_PORT"] == "1"

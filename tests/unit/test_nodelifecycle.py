@@ -2,7 +2,7 @@
 
 from gitkube.reconcile.nodelifecycle import (
     LifecyclePod,
-    NodeCondition,
+    ReadyCondition,
     NodeHeartbeat,
     node_lifecycle,
     node_ready_condition,
@@ -37,9 +37,9 @@ def test_never_reached_node():
 
 
 def test_transition_time_kept_while_status_unchanged():
-    prev = NodeCondition("True", "KubeletReady", "", 10, 3)
+    prev = ReadyCondition("True", "KubeletReady", "", 10, 3)
     assert node_ready_condition(hb("n1", 100), now=101, previous=prev).last_transition_time == 3
-    prev = NodeCondition("Unknown", "NodeStatusUnknown", "", 10, 50)
+    prev = ReadyCondition("Unknown", "NodeStatusUnknown", "", 10, 50)
     assert node_ready_condition(hb("n1", 10), now=200, previous=prev).last_transition_time == 50
 
 

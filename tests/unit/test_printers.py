@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gitkube.api.printers import (
-    format_age, human_duration, kube_object, list_object, object_name, pod_ready, pod_restarts, pod_status_reason,
+    format_age, human_duration, kube_object, list_object, object_name, ready_column, pod_restarts, pod_status_reason,
     render_table, resolve_resource, table_rows, tabwrite,
 )
 
@@ -57,7 +57,7 @@ def test_ready_and_restarts():
     p = pod([{"ready": True, "restartCount": 2, "state": {"running": {}},
               "lastState": {"terminated": {"finishedAt": "2024-01-10T11:58:00Z"}}},
              {"ready": False, "restartCount": 1, "state": {"waiting": {}}}], n=2)
-    assert pod_ready(p) == "1/2"
+    assert ready_column(p) == "1/2"
     assert pod_restarts(p, NOW) == "3 (2m ago)"
     assert pod_restarts(pod(), NOW) == "0"
 

@@ -41,28 +41,26 @@ class NetPrepError(Exception):
 def run_host_tool(h: NodeHandle, argv: list[str], role: str, cap_add: tuple[str, ...] = ("NET_ADMIN",),
                   image: str = BUSYBOX_IMAGE, timeout: float = 30.0) -> tuple[int, str]:
     """Run argv in a short-lived host-network container (removed afterwards); returns (exit code, output)."""
-    api, call = h.docker.api, h.docker.call
-    kw = dict(image=image, command=argv, labels={MANAGED_LABEL: "true", ROLE_LABEL: role},
-              host_config=api.create_host_config(network_mode="host", cap_add=list(cap_add)),
-              network_disabled=False, detach=True)
+    d = h.docker
+    kw = dict(name=None, command=argv, labels={MANAGED_LABEL: "true", ROLE_LABEL: role},
+              host={"network_mode": "host", "cap_add": list(cap_add)}, network_disabled=False)
     try:
-        c = call(api.create_container, **kw)
+        cid = d.create(image, **kw)
     except ImageNotFound:
         if image != BUSYBOX_IMAGE:
             raise
-        for chunk in call(api.load_image, busybox_image().data):
+        for chunk in d.load_image(busybox_image().data):
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise NetPrepError(f"node {h.name}: loading {image}: {chunk['error']}")
-        c = call(api.create_container, **kw)
-    cid = c["Id"]
+        cid = d.create(image, **kw)
     try:
-        call(api.start, cid)
-        res = call(api.wait, cid, timeout=timeout)
-        out = call(api.logs, cid, stdout=True, stderr=True).decode(errors="replace")
+        d.start(cid)
+        res = d.wait(cid, timeout=timeout)
+        out = d.logs(cid, stdout=True, stderr=True).decode(errors="replace")
         return int(res.get("StatusCode", -1)), out
     finally:
         try:
-            call(api.remove_container, cid, force=True)
+            d.remove(cid)
         except (NotFound, APIError):
             pass
 

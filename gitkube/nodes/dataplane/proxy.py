@@ -25,7 +25,6 @@ import tarfile
 import tempfile
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 
 from gitkube.nodes.images import app as appimages
@@ -66,16 +65,12 @@ class _NodeCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_caches: "weakref.WeakKeyDictionary[object, _NodeCache]" = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
+CACHE_KEY = "dataplane"
 
 
 def _cache(h: NodeHandle) -> _NodeCache:
-    with _caches_lock:  # keyed by the node's Docker connection: a new Fleet starts from a clean belief
-        c = _caches.get(h.docker)
-        if c is None:
-            c = _caches[h.docker] = _NodeCache()
-        return c
+    """The handle's own cache (a new Fleet, new handles: a clean belief); no module-level state."""
+    return h.cache(CACHE_KEY, _NodeCache)
 
 
 def _sha(text: str) -> str:
@@ -93,8 +88,7 @@ def _tar_one(name: str, data: bytes) -> bytes:
 
 def _read_file(h: NodeHandle, cid: str, path: str) -> bytes | None:
     try:
-        stream, _ = h.docker.call(h.docker.api.get_archive, cid, path)
-        raw = b"".join(stream)
+        raw = h.docker.get_archive(cid, path)
     except (NotFound, APIError):
         return None
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
@@ -133,23 +127,21 @@ def _specs(dns_ip: str) -> dict[str, _Spec]:
 
 
 def _ensure_image(h: NodeHandle, a: ImageArchive) -> None:
-    for chunk in h.docker.call(h.docker.api.load_image, a.data):
+    for chunk in h.docker.load_image(a.data):
         if isinstance(chunk, dict) and chunk.get("error"):
             raise ProxyError(f"node {h.name}: loading {a.ref} failed: {chunk['error']}")
 
 
 def _create(h: NodeHandle, s: _Spec) -> str:
     """Create the container (loading its image if the node lacks it), not started."""
-    api, call = h.docker.api, h.docker.call
-    kw = dict(image=s.archive.ref, name=s.name, command=s.command, detach=True,
-              labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash},
-              host_config=api.create_host_config(network_mode="host", restart_policy={"Name": s.restart},
-                                                 log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}))
+    kw = dict(name=s.name, command=s.command, labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash},
+              host={"network_mode": "host", "restart_policy": {"Name": s.restart},
+                    "log_config": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}})
     try:
-        cid = call(api.create_container, **kw)["Id"]
+        cid = h.docker.create(s.archive.ref, **kw)
     except ImageNotFound:
         _ensure_image(h, s.archive)
-        cid = call(api.create_container, **kw)["Id"]
+        cid = h.docker.create(s.archive.ref, **kw)
     return cid
 
 
@@ -157,7 +149,7 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
                   dns_ip: str) -> dict:
     """Bring one node's service addresses, proxy and DNS to the given state; returns what changed (empty: nothing)."""
     h = handle
-    api, call = h.docker.api, h.docker.call
+    d = h.docker
     cache = _cache(h)
     tag = _tag(haproxy_cfg)
     haproxy_cfg = with_status(haproxy_cfg)
@@ -166,7 +158,7 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
     changed: dict = {}
     want_addrs = tuple(sorted({str(ipaddress.IPv4Address(a)) for a in [*cluster_ips, dns_ip]}, key=ipaddress.IPv4Address))
     with cache.lock:
-        listed = call(api.containers, all=True, filters={"label": [f"{MANAGED_LABEL}=true", ROLE_LABEL]})
+        listed = d.list([f"{MANAGED_LABEL}=true", ROLE_LABEL])
         by_role: dict[str, list[dict]] = {}
         for c in listed:
             by_role.setdefault((c.get("Labels") or {}).get(ROLE_LABEL, ""), []).append(c)
@@ -174,7 +166,7 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
         for c in by_role.pop("netprep", []):
             if c.get("State") != "running":
                 try:
-                    call(api.remove_container, c["Id"], force=True)
+                    d.remove(c["Id"])
                 except (NotFound, APIError):
                     pass
 
@@ -184,7 +176,7 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
                     and f"/{s.name}" in (c.get("Names") or [])]
             for c in by_role.get(role, []):  # an old spec (image or flags changed) or a stray: replaced
                 if c not in mine[:1]:
-                    call(api.remove_container, c["Id"], force=True)
+                    d.remove(c["Id"])
                     changed.setdefault("removed", []).append(c["Id"][:12])
             current[role] = mine[0] if mine else None
 
@@ -210,13 +202,12 @@ def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, pat
                  verify=None) -> dict:
     """Create/start the daemon or reload it with `text`; `verify(cid)` (if given) returns once the text is in
     effect, or what else it took, and raises when it cannot be brought there."""
-    api, call = h.docker.api, h.docker.call
     digest = _sha(text)
     if c is None:
         cid = _create(h, s)
         d, name = path.rsplit("/", 1)
-        call(api.put_archive, cid, d, _tar_one(name, text.encode()))
-        call(api.start, cid)
+        h.docker.put_archive(cid, d, _tar_one(name, text.encode()))
+        h.docker.start(cid)
         if verify:
             verify(cid)
         cache.files[(cid, path)] = digest
@@ -227,7 +218,7 @@ def _sync_daemon(h: NodeHandle, cache: _NodeCache, s: _Spec, c: dict | None, pat
         # Stopped, crashed or in the engine's restart loop (a rebooted node: the addresses were missing).
         # Files written before survive; the restart reads the current one and the reload below checks it.
         cache.files = {k: v for k, v in cache.files.items() if k[0] != cid}
-        call(api.restart, cid, timeout=1)
+        h.docker.restart(cid, timeout=1)
         out[s.role] = "started"
     # cache.files holds what this process has seen in effect; anything else is looked at on the node.
     known = cache.files.get((cid, path))
@@ -288,14 +279,13 @@ def _await_haproxy(h: NodeHandle, cid: str, want: str) -> str | None:
     """Wait until the proxy answers with the tag `want`; signal again, then restart, if it does not.
 
     Returns None when the first start/reload took, else what it took ("reloaded twice", "restarted")."""
-    api, call = h.docker.api, h.docker.call
     for attempt in ("", "reloaded twice", "restarted"):
         if attempt == "reloaded twice":
             log.warning("node %s: the proxy's reload was not seen within %gs; signalling it again", h.name, RELOAD_SECONDS)
-            call(api.kill, cid, signal="SIGUSR2")
+            h.docker.kill(cid, signal="SIGUSR2")
         elif attempt == "restarted":
             log.warning("node %s: the proxy still serves an older configuration; restarting it", h.name)
-            call(api.restart, cid, timeout=1)
+            h.docker.restart(cid, timeout=1)
         deadline = time.monotonic() + RELOAD_SECONDS * (2 if attempt == "restarted" else 1)
         seen = None
         while time.monotonic() < deadline:
@@ -310,32 +300,28 @@ def _await_haproxy(h: NodeHandle, cid: str, want: str) -> str | None:
 def _reload_haproxy(h: NodeHandle, cid: str, text: str) -> None:
     # The master re-reads the file on SIGUSR2 and starts new workers; old ones finish their connections.
     # A reload that fails on the node (a port taken by another program) keeps the old workers serving.
-    call = h.docker.call
-    call(h.docker.api.put_archive, cid, HAPROXY_DIR, _tar_one("haproxy.cfg", text.encode()))
-    call(h.docker.api.kill, cid, signal="SIGUSR2")
+    h.docker.put_archive(cid, HAPROXY_DIR, _tar_one("haproxy.cfg", text.encode()))
+    h.docker.kill(cid, signal="SIGUSR2")
 
 
 def _reload_dnsmasq(h: NodeHandle, cid: str, text: str) -> None:
-    api, call = h.docker.api, h.docker.call
-    call(api.put_archive, cid, HOSTS_DIR, _tar_one("hosts", text.encode()))
-    call(api.kill, cid, signal="SIGHUP")
+    h.docker.put_archive(cid, HOSTS_DIR, _tar_one("hosts", text.encode()))
+    h.docker.kill(cid, signal="SIGHUP")
 
 
 def teardown_services(handle: NodeHandle) -> dict:
     """Remove the proxy and DNS containers and gitkube's addresses on lo (a node leaving the fleet)."""
     h = handle
-    api, call = h.docker.api, h.docker.call
-    listed = call(api.containers, all=True, filters={"label": [f"{MANAGED_LABEL}=true", ROLE_LABEL]})
+    listed = h.docker.list([f"{MANAGED_LABEL}=true", ROLE_LABEL])
     removed = []
     for c in listed:
         try:
-            call(api.remove_container, c["Id"], force=True)
+            h.docker.remove(c["Id"])
             removed.append(c["Id"][:12])
         except (NotFound, APIError):
             pass
     res = sync_lo_addresses(h, [])
-    with _caches_lock:
-        _caches.pop(h.docker, None)
+    h.caches.pop(CACHE_KEY, None)
     return {"removed": removed, "addresses": res}
 
 
@@ -343,6 +329,6 @@ def proxy_logs(handle: NodeHandle, role: str = "proxy", tail: int = 50) -> str:
     """The last lines a system container logged (for error messages and `describe`)."""
     name = PROXY_NAME if role == "proxy" else DNS_NAME
     try:
-        return handle.docker.call(handle.docker.api.logs, name, tail=tail).decode(errors="replace")
+        return handle.docker.logs(name, tail=tail).decode(errors="replace")
     except (NotFound, APIError):
         return ""

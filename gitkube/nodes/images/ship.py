@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from gitkube.nodes.transport.docker_api import ImageNotFound, NotFound
 from gitkube.nodes.transport.fleet import Fleet, NodeHandle
 from gitkube.nodes.images.archive import ImageArchive
 
@@ -12,10 +11,7 @@ log = logging.getLogger(__name__)
 
 def node_has(h: NodeHandle, archive: ImageArchive) -> bool:
     """Whether the node holds this exact image ID under this tag."""
-    try:
-        return h.docker.call(h.docker.api.inspect_image, archive.ref)["Id"] == archive.image_id
-    except (ImageNotFound, NotFound):
-        return False
+    return h.docker.image_id(archive.ref) == archive.image_id
 
 
 def ship(fleet: Fleet, archives: list[ImageArchive], progress=print, names: list[str] | None = None) -> dict[str, list[str]]:
@@ -27,7 +23,7 @@ def ship(fleet: Fleet, archives: list[ImageArchive], progress=print, names: list
             if node_has(h, a):
                 continue
             progress(f"images: {h.name}: loading {a.ref} ({len(a.data) / 1e6:.1f} MB, {a.image_id[7:19]})")
-            for chunk in h.docker.call(h.docker.api.load_image, a.data):
+            for chunk in h.docker.load_image(a.data):
                 if isinstance(chunk, dict) and chunk.get("error"):
                     raise RuntimeError(f"node {h.name}: loading {a.ref} failed: {chunk['error']}")
             if not node_has(h, a):

@@ -35,16 +35,12 @@ def volume_name(docker_name, uid: str, vol: str) -> str:
 
 def create_volumes(h, uid: str, spec, docker_name) -> dict[str, dict]:
     """Create the pod's config volumes (secret ones on tmpfs); returns the infra container's binds for them."""
-    api = h.docker.api
     binds = {}
     for v in config_volumes(spec):
         name = volume_name(docker_name, uid, v.name)
         opts = {"type": "tmpfs", "device": "tmpfs", "o": "mode=0755"} if v.secret is not None else {}
-        try:
-            h.docker.call(api.inspect_volume, name)
-        except NotFound:
-            h.docker.call(api.create_volume, name, driver="local", driver_opts=opts,
-                          labels={f"{L}managed": "true", f"{L}pod.uid": uid, f"{L}volume.name": v.name})
+        if not h.docker.volume_exists(name):
+            h.docker.create_volume(name, opts, {f"{L}managed": "true", f"{L}pod.uid": uid, f"{L}volume.name": v.name})
         binds[name] = {"bind": f"{MOUNT_ROOT}/{v.name}", "mode": "rw"}
     return binds
 
@@ -87,10 +83,7 @@ def _tops(vf: VolumeFiles) -> list[str]:
 
 
 def _exec(h, cid: str, argv: list[str]) -> str:
-    api = h.docker.api
-    ex = h.docker.call(api.exec_create, cid, argv, stdout=True, stderr=True)
-    out = h.docker.call(api.exec_start, ex["Id"])
-    code = h.docker.call(api.exec_inspect, ex["Id"]).get("ExitCode")
+    code, out = h.docker.exec(cid, argv)
     if code:
         raise VolumeWriteError(f"{argv[1]} in the pod's infra container exited {code}")
     return out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out)
@@ -117,7 +110,7 @@ class ConfigVolumes:
             names = set(_exec(self.h, infra_id, [BUSYBOX, "ls", "-1a", d]).split("\n")) - {""}
             wrote = False
             if gen not in names or names - keep or set(_tops(vf)) - names:
-                self.h.docker.call(self.h.docker.api.put_archive, infra_id, d, _tar(vf, time.time()))
+                self.h.docker.put_archive(infra_id, d, _tar(vf, time.time()))
                 wrote = True
             stale = sorted(names - keep)
             if stale:
@@ -136,44 +129,3 @@ class ConfigVolumes:
         """Drop the cache of infra containers that are gone."""
         with self._lock:
             self._written = {k: v for k, v in self._written.items() if k[0] in live_infra_ids}
-
-
-def config_blocks(works, config) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """Containers that cannot be created now because config they need is missing: (pod uid, container) ->
-    (waiting reason, event reason, message), in the kubelet's words. The planner leaves them alone, so a
-    container already running with the last good config keeps running."""
-    from gitkube.reconcile.configrefs import ConfigError, env_from, key_ref_value, volume_files
-
-    out: dict[tuple[str, str], tuple[str, str, str]] = {}
-    if config is None:  # the applied revision's ConfigMaps/Secrets cannot be read (e.g. a wrong --age-identity)
-        from gitkube.reconcile.configrefs import env_refs
-
-        for w in works:
-            names = {v.name for v in config_volumes(w.pod.spec)}
-            for c in w.pod.spec.containers:
-                if not w.deleting and (env_refs(c) or any(vm.name in names for vm in c.volumeMounts or ())):
-                    out[(w.uid, c.name)] = ("CreateContainerConfigError", "Failed", "Error: the ConfigMaps and "
-                                            "Secrets of the applied revision cannot be read (see the refused revision)")
-        return out
-    for w in works:
-        if w.deleting:
-            continue
-        ns = w.pod.metadata.namespace or "default"
-        vols = {v.name: v for v in config_volumes(w.pod.spec)}
-        for c in w.pod.spec.containers:
-            try:
-                for vm in c.volumeMounts or ():
-                    if vm.name in vols:
-                        volume_files(vols[vm.name], ns, config)
-            except ConfigError as e:
-                msg = f'MountVolume.SetUp failed for volume "{vm.name}" : {e}'
-                out[(w.uid, c.name)] = ("ContainerCreating", "FailedMount", msg)
-                continue
-            try:
-                env_from(c, ns, config)
-                for e in c.env or ():
-                    if e.valueFrom is not None and (e.valueFrom.configMapKeyRef or e.valueFrom.secretKeyRef):
-                        key_ref_value(e, ns, config)
-            except ConfigError as e:
-                out[(w.uid, c.name)] = ("CreateContainerConfigError", "Failed", f"Error: {e}")
-    return out

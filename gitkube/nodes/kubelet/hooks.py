@@ -10,7 +10,6 @@ import time
 from gitkube.nodes.transport.docker_api import APIError, NotFound
 from gitkube.nodes.transport.fleet import NodeHandle
 
-_pool = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="handler")
 
 
 def _port(port, named: dict[str, int] | None) -> int:
@@ -25,15 +24,9 @@ def _port(port, named: dict[str, int] | None) -> int:
 
 def exec_in(h: NodeHandle, cid: str, cmd: list[str], timeout: float) -> tuple[bool, str]:
     """Run a command in the container; success is exit code 0 within the timeout."""
-    api = h.docker.api
-
-    def go():
-        ex = h.docker.call(api.exec_create, cid, cmd, stdout=True, stderr=True)
-        out = h.docker.call(api.exec_start, ex["Id"])
-        code = h.docker.call(api.exec_inspect, ex["Id"]).get("ExitCode")
-        return code, out
-
-    fut = _pool.submit(go)
+    if h.pool is None:
+        raise RuntimeError(f"node {h.name}: no pool for commands with a deadline (a handle outside a Fleet)")
+    fut = h.pool.submit(h.docker.exec, cid, cmd)
     try:
         code, out = fut.result(timeout=timeout)
     except cf.TimeoutError:

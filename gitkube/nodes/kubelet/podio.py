@@ -8,7 +8,7 @@ L = "io.gitkube."
 
 def container_for(h: NodeHandle, pod_uid: str, container: str, previous: bool = False) -> str | None:
     """The Docker id of a pod container's current (or previous) instance on the node."""
-    found = h.docker.call(h.docker.api.containers, all=True, filters={"label": [f"{L}pod.uid={pod_uid}", f"{L}container.name={container}"]})
+    found = h.docker.list([f"{L}pod.uid={pod_uid}", f"{L}container.name={container}"])
     found.sort(key=lambda c: int((c.get("Labels") or {}).get(f"{L}container.restartCount", "0")))
     if previous:
         return found[-2]["Id"] if len(found) > 1 else None
@@ -19,21 +19,19 @@ def stream_logs(h: NodeHandle, cid: str, follow: bool, tail: int):
     """Log bytes of a container (stdout and stderr interleaved), streamed when following."""
     kw = {"stdout": True, "stderr": True, "tail": tail if tail >= 0 else "all"}
     if follow:
-        h.docker.api.timeout = None  # a quiet container is no error: wait for its next line as long as it takes
-        yield from h.docker.api.logs(cid, stream=True, follow=True, **kw)
+        yield from h.docker.logs_stream(cid, **kw)
     else:
-        yield h.docker.call(h.docker.api.logs, cid, **kw)
+        yield h.docker.logs(cid, **kw)
 
 
 def exec_stream(h: NodeHandle, cid: str, cmd: list[str], out, err) -> int:
     """Run a command in a container, copying its output; returns its exit code."""
-    api = h.docker.api
-    ex = h.docker.call(api.exec_create, cid, cmd, stdout=True, stderr=True)
-    for o, e in api.exec_start(ex["Id"], stream=True, demux=True):
+    exec_id, stream = h.docker.exec_stream(cid, cmd)
+    for o, e in stream:
         if o:
             out.write(o)
             out.flush()
         if e:
             err.write(e)
             err.flush()
-    return int(h.docker.call(api.exec_inspect, ex["Id"]).get("ExitCode") or 0)
+    return int(h.docker.exec_exit_code(exec_id) or 0)

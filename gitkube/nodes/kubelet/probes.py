@@ -14,7 +14,8 @@ from gitkube.nodes.kubelet import hooks
 from gitkube.nodes.transport.fleet import Fleet, NodeHandle
 from gitkube.nodes.kubelet.runtime import PodRuntime
 from gitkube.reconcile import probes as pr
-from gitkube.reconcile.podsync import INFRA, ObservedContainer, PodWork, group, parse_time
+from gitkube.api.views import parse_time
+from gitkube.reconcile.podsync import ObservedContainer, PodWork, group, pod_ip
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,7 @@ class ProbeManager:
             if w.deleting:
                 continue  # a terminating pod is not probed (nor killed by its liveness probe)
             seen = by_pod.get(w.uid, {})
-            infra = (seen.get(INFRA) or [None])[-1]
-            if w.pod.spec.hostNetwork:
-                pod_ip = host_ip
-            elif infra is not None and infra.running and infra.ip:
-                pod_ip = infra.ip
-            else:
-                pod_ip = w.last_status.get("podIP") or host_ip
+            ip = pod_ip(w, seen, host_ip) or host_ip
             for c in w.pod.spec.containers:
                 attempts = seen.get(c.name) or []
                 latest = attempts[-1] if attempts else None
@@ -93,17 +88,17 @@ class ProbeManager:
                 started = parse_time(latest.started_at) or now
                 for kind, probe in ((pr.LIVENESS, c.livenessProbe), (pr.READINESS, c.readinessProbe)):
                     if probe is not None:
-                        wanted[(node, latest.id, kind)] = (w, c, probe, pod_ip, started)
+                        wanted[(node, latest.id, kind)] = (w, c, probe, ip, started)
         with self._cond:
             for key in [k for k in self._workers if k[0] == node and k not in wanted]:
                 del self._workers[key]
-            for key, (w, c, probe, pod_ip, started) in wanted.items():
+            for key, (w, c, probe, ip, started) in wanted.items():
                 wk = self._workers.get(key)
                 if wk is None:
                     st = pr.start_worker(key[2], probe, key[1], started, now)
-                    self._workers[key] = _Worker(node, key[2], w, c, probe, pod_ip, st)
+                    self._workers[key] = _Worker(node, key[2], w, c, probe, ip, st)
                 else:
-                    wk.work, wk.pod_ip = w, pod_ip
+                    wk.work, wk.pod_ip = w, ip
             self._current = {k: v for k, v in self._current.items() if v[0] != node}
             self._current.update(current)
             live = {k[1] for k in self._workers}

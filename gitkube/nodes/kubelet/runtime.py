@@ -1,5 +1,7 @@
-"""Pods on a node's Docker engine: the kubelet's hands. Observes gitkube's containers with one labelled list
-call, executes the pure planner's actions (sandbox, containers, hooks, graceful kills) and reports status."""
+"""Pods on a node's Docker engine: the kubelet's hands. Observes gitkube's containers with one labelled list call
+and executes the pure planner's actions (sandbox, containers, hooks, graceful kills), reporting what happened as an
+`Execution` (events, containers held back and why, failed image pulls). It decides nothing: what to start, restart
+or hold back in image pull back-off is gitkube.reconcile.podsync's."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -10,14 +12,14 @@ import time
 from dataclasses import dataclass, field
 
 from gitkube.api import cpu_millis, memory_bytes
-from gitkube.nodes.transport.docker_api import APIError, ImageNotFound, NotFound
+from gitkube.nodes.transport.docker_api import APIError, NotFound
 from gitkube.nodes.transport.fleet import NodeHandle
 from gitkube.nodes.images.archive import PAUSE_IMAGE
 from gitkube.nodes.kubelet import hooks
-from gitkube.nodes.kubelet.configvol import ConfigVolumes, VolumeWriteError, config_blocks, create_volumes, volume_name
+from gitkube.nodes.kubelet.configvol import ConfigVolumes, VolumeWriteError, create_volumes, volume_name
 from gitkube.reconcile.configrefs import ConfigError, config_volumes, volume_files
 from gitkube.nodes.transport.ssh import SSHError
-from gitkube.reconcile.containerenv import ServiceInfo, command_line, container_env
+from gitkube.reconcile.containerenv import EnvService, command_line, container_env
 from gitkube.reconcile.volumes import host_path_check
 from gitkube.reconcile.podsync import (
     INFRA,
@@ -26,21 +28,19 @@ from gitkube.reconcile.podsync import (
     KillContainer,
     KillPod,
     ObservedContainer,
+    PodEvent,
     PodWork,
     RemoveContainer,
     StartContainer,
     container_hash,
     group,
-    plan_node,
-    pod_status,
-    status_hints,
+    pod_ip,
 )
 
 log = logging.getLogger(__name__)
 
 L = "io.gitkube."
 MANAGED = f"{L}managed"
-IMAGE_PULL_BACKOFF_MAX = 300.0
 
 
 @dataclass(frozen=True)
@@ -49,30 +49,35 @@ class ClusterContext:
 
     dns_server: str | None = None
     dns_domain: str = "cluster.local"
-    services: dict[str, list[ServiceInfo]] = field(default_factory=dict)  # namespace -> services
+    services: dict[str, list[EnvService]] = field(default_factory=dict)  # namespace -> services
     config: dict | None = field(default_factory=dict, repr=False)  # (kind, ns, name) -> ConfigData; None: unreadable
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    """An event to store: about a pod (by uid and key) or the node itself."""
-
-    pod_uid: str | None
-    pod_key: str | None
-    reason: str
-    message: str
-    type: str = "Normal"
-
-
 @dataclass
-class SyncResult:
-    """What one sync pass of a node produced."""
+class Execution:
+    """What carrying out one node's actions did: events, containers held back (reason, message) or released,
+    image pulls that failed (uid, container, message) or succeeded."""
 
-    statuses: dict[str, dict]  # pod uid -> status
-    events: list[EventRecord]
-    observed: list[ObservedContainer]
-    actions: list[Action]
-    api_calls: int
+    events: list[PodEvent] = field(default_factory=list)
+    waiting: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    released: set[tuple[str, str]] = field(default_factory=set)
+    pull_failed: list[tuple[str, str, str]] = field(default_factory=list)
+    pulled: set[tuple[str, str]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def event(self, uid: str | None, reason: str, message: str, type_: str = "Normal") -> None:
+        with self.lock:
+            self.events.append(PodEvent(uid, reason, message, type_))
+
+    def hold(self, uid: str, container: str, reason: str, message: str) -> None:
+        with self.lock:
+            self.waiting[(uid, container)] = (reason, message)
+            self.released.discard((uid, container))
+
+    def release(self, uid: str, container: str) -> None:
+        with self.lock:
+            self.waiting.pop((uid, container), None)
+            self.released.add((uid, container))
 
 
 def docker_name(*parts: str) -> str:
@@ -95,22 +100,22 @@ def _ip(net: dict | None) -> str | None:
 
 
 class PodRuntime:
-    """One node's pods. Keeps only caches that a fresh instance can rebuild from the node's labels."""
+    """One node's pods: observe its containers, execute actions. Keeps only caches that a fresh instance can rebuild
+    from the node's labels, and the pods being terminated in the background (their events come with the next
+    `execute` or `take_events`)."""
 
     def __init__(self, handle: NodeHandle):
         self.h = handle
-        self.api = handle.docker.api
+        self.d = handle.docker
         self._inspect_cache: dict[tuple[str, str, str], ObservedContainer] = {}
-        self._pull: dict[tuple[str, str], tuple[int, float, str]] = {}  # (uid, c) -> failures, last, message
-        self.waiting: dict[tuple[str, str], tuple[str, str]] = {}
-        self._events: list[EventRecord] = []
+        self._out = Execution()  # what the current execute (and background terminations) did, until taken
+        self._prev_waiting: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         # Pods being terminated: a grace period may last minutes, so terminations run beside the sync pass
         # (as the kubelet's pod workers do) instead of holding up every other pod on every node.
         self._terminating: set[str] = set()
-        self._reaper = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"terminate-{handle.name}")
-        self.config_vols = ConfigVolumes(handle)
-        self._config_waiting: set[tuple[str, str]] = set()
+        self._reaper: cf.ThreadPoolExecutor | None = None  # made on first use, shut down by drain()
+        self.config_vols = ConfigVolumes(handle)  # config volumes' files written in running pods
 
     @property
     def node(self) -> str:
@@ -121,8 +126,13 @@ class PodRuntime:
         return self.h.config.host
 
     def event(self, w: PodWork | None, reason: str, message: str, type_: str = "Normal", uid: str | None = None) -> None:
+        self._out.event(w.uid if w else uid, reason, message, type_)
+
+    def take_events(self) -> Execution:
+        """What happened since the last take (background terminations), as an Execution."""
         with self._lock:
-            self._events.append(EventRecord(w.uid if w else uid, w.key if w else None, reason, message, type_))
+            out, self._out = self._out, Execution()
+        return out
 
     # -- observe --------------------------------------------------------------------------------------
     def observe(self, hints: dict[str, dict] | None = None) -> list[ObservedContainer]:
@@ -130,7 +140,7 @@ class PodRuntime:
 
         `hints` (podsync.status_hints) stand in for the inspect of a container this process has not seen yet
         when its state word is still the one the last status recorded."""
-        raw = self.h.docker.call(self.api.containers, all=True, filters={"label": f"{MANAGED}=true"})
+        raw = self.d.list([f"{MANAGED}=true"])
         out, keep = [], set()
         for c in raw:
             if f"{L}pod.uid" not in (c.get("Labels") or {}):
@@ -143,7 +153,7 @@ class PodRuntime:
                 o = self._from_list(c, hints) if hints else None
                 if o is None:
                     try:
-                        o = self._from_inspect(self.h.docker.call(self.api.inspect_container, c["Id"]))
+                        o = self._from_inspect(self.d.inspect(c["Id"]))
                     except NotFound:
                         continue
                     if o is None:
@@ -185,65 +195,12 @@ class PodRuntime:
             error=st.get("Error") or "", ip=_ip(i.get("NetworkSettings")),
         )
 
-    # -- image pull back-off, kept by the controller across processes (a one-shot `apply` is one) -------------
-    def pull_backoff(self) -> dict[str, list]:
-        """Failed pulls: "uid/container" -> [failures, time of the last attempt, message]."""
-        return {f"{u}/{c}": [n, t, m] for (u, c), (n, t, m) in self._pull.items()}
-
-    def restore_pull_backoff(self, saved: dict[str, list]) -> None:
-        for k, (n, t, m) in (saved or {}).items():
-            u, _, c = k.partition("/")
-            self._pull.setdefault((u, c), (int(n), float(t), str(m)))
-
-    # -- one pass -------------------------------------------------------------------------------------
-    def sync(self, works: list[PodWork], ctx: ClusterContext, now: float | None = None,
-             ready: dict[tuple[str, str], bool] | None = None, execute: bool = True) -> SyncResult:
-        """Observe, plan, act, observe what changed, and compute each pod's status."""
-        calls0 = self.h.docker.calls
-        observed = self.observe(status_hints(works))
-        now = now or time.time()
-        actions = plan_node(works, observed, now, self._config_blocked(works, ctx) if execute else None)
-        if execute and actions:
-            self.execute(actions, {w.uid: w for w in works}, ctx, observed)
-            observed = self.observe()
-        if execute:
-            self._refresh_config_volumes(works, observed, ctx)
-        by_pod = group(observed)
-        live = {w.uid for w in works}
-        self._pull = {k: v for k, v in self._pull.items() if k[0] in live}  # a deleted pod's back-off goes with it
-        self.waiting = {k: v for k, v in self.waiting.items() if k[0] in live}
-        statuses = {}
-        for w in works:
-            if w.deleting:
-                continue
-            statuses[w.uid] = pod_status(w, by_pod.get(w.uid, {}), time.time(), self.host_ip, ready, self.waiting)
-            for cs in statuses[w.uid].get("containerStatuses") or ():
-                if ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff":
-                    # As the kubelet does on every sync it skips a container in back-off (the store aggregates).
-                    self.event(w, "BackOff", f"Back-off restarting failed container {cs['name']} in pod "
-                               f"{w.pod.metadata.name}_{w.pod.metadata.namespace or 'default'}({w.uid})", "Warning")
-        with self._lock:
-            events, self._events = self._events, []
-        return SyncResult(statuses, events, observed, actions, self.h.docker.calls - calls0)
-
-    def _config_blocked(self, works: list[PodWork], ctx: ClusterContext) -> dict[tuple[str, str], str]:
-        """Containers whose ConfigMap/Secret (or key) is missing wait with the kubelet's reason and event."""
-        blocks = config_blocks(works, ctx.config)
-        for key, (reason, ev_reason, msg) in blocks.items():
-            w = next(w for w in works if w.uid == key[0])
-            self.event(w, ev_reason, msg, "Warning")
-            self.waiting[key] = (reason, msg.removeprefix("Error: "))
-        for key in self._config_waiting - set(blocks):
-            self.waiting.pop(key, None)
-        self._config_waiting = set(blocks)
-        return {k: v[2] for k, v in blocks.items()}
-
-    def _refresh_config_volumes(self, works: list[PodWork], observed: list[ObservedContainer],
-                                ctx: ClusterContext) -> None:
+    # -- configMap/secret volumes of running pods ----------------------------------------------------
+    def refresh_config_volumes(self, works: list[PodWork], observed: list[ObservedContainer], config) -> None:
         """A changed ConfigMap/Secret reaches the files of running pods (a missing one leaves the last files)."""
         infra = {o.pod_uid: o.id for o in observed if o.container == INFRA and o.running}
         self.config_vols.forget(set(infra.values()))
-        if ctx.config is None:
+        if config is None:
             return  # unreadable config: the files stay as they are
         for w in works:
             if w.deleting or w.uid not in infra:
@@ -251,16 +208,20 @@ class PodRuntime:
             for v in config_volumes(w.pod.spec):
                 try:
                     if self.config_vols.ensure(infra[w.uid], volume_files(v, w.pod.metadata.namespace or "default",
-                                                                          ctx.config)):
+                                                                          config)):
                         log.info("node %s: pod %s: volume %s updated", self.node, w.key, v.name)
                 except ConfigError:
-                    continue
+                    continue  # the planner holds its containers back (CreateContainerConfigError / FailedMount)
                 except VolumeWriteError as e:
-                    log.warning("node %s: pod %s: volume %s: %s", self.node, w.key, v.name, e)
+                    log.warning("node %s: pod %s: volume %s: %s (retried next pass)", self.node, w.key, v.name, e)
 
-    def execute(self, actions: list[Action], works: dict[str, PodWork], ctx: ClusterContext,
-                observed: list[ObservedContainer]) -> None:
-        """Carry out actions: each pod's in order, different pods in parallel."""
+    # -- execute --------------------------------------------------------------------------------------
+    def execute(self, actions: list[Action] | tuple[Action, ...], works: dict[str, PodWork], ctx: ClusterContext,
+                observed: list[ObservedContainer], waiting: dict[tuple[str, str], tuple[str, str]] | None = None
+                ) -> Execution:
+        """Carry out actions: each pod's in order, different pods in parallel, terminations in the background.
+        `waiting` is what the last pass held back (an unchanged reason is not reported again)."""
+        self._prev_waiting = dict(waiting or {})
         per_pod: dict[str, list[Action]] = {}
         by_pod = group(observed)
         for a in actions:
@@ -268,56 +229,61 @@ class PodRuntime:
                 self._terminate_in_background(a, by_pod.get(a.pod_uid, {}), works.get(a.pod_uid))
             else:
                 per_pod.setdefault(a.pod_uid, []).append(a)
+        if per_pod:
+            with cf.ThreadPoolExecutor(max_workers=min(8, len(per_pod)), thread_name_prefix=f"sync-{self.node}") as pool:
+                list(pool.map(lambda uid: self._run_pod(uid, per_pod[uid], by_pod.get(uid, {}), works.get(uid), ctx),
+                              list(per_pod)))
+        return self.take_events()
 
-        def run(uid: str) -> None:
-            seen = by_pod.get(uid, {})
-            infra = (seen.get(INFRA) or [None])[-1]
-            infra_id = infra.id if infra is not None and infra.running else None
-            w = works.get(uid)
-            for a in per_pod[uid]:
-                try:
-                    if isinstance(a, KillPod):
-                        self.kill_pod(uid, seen, w, a.grace, a.reason)
-                    elif isinstance(a, EnsureSandbox):
-                        infra_id = self.ensure_sandbox(w, ctx, a.replace)
-                    elif isinstance(a, KillContainer):
-                        c = next((c for c in w.pod.spec.containers if c.name == a.container), None) if w else None
-                        self.kill_container(w, a.container_id, c, a.grace, a.reason)
-                    elif isinstance(a, RemoveContainer):
-                        self._remove(a.container_id)
-                    elif isinstance(a, StartContainer):
-                        if infra_id is None:
-                            break
-                        self.start_container(w, a, infra_id, ctx)
-                except (APIError, OSError) as e:
-                    log.warning("node %s: %s for pod %s failed: %s", self.node, type(a).__name__, uid, e)
-                    self.event(w, "FailedSync", f"{type(a).__name__}: {e}", "Warning", uid=uid)
-                    break
-
-        with cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"sync-{self.node}") as pool:
-            list(pool.map(run, list(per_pod)))
+    def _run_pod(self, uid: str, actions: list[Action], seen: dict[str, list[ObservedContainer]],
+                 w: PodWork | None, ctx: ClusterContext) -> None:
+        infra = (seen.get(INFRA) or [None])[-1]
+        infra_id = infra.id if infra is not None and infra.running else None
+        for a in actions:
+            try:
+                if isinstance(a, EnsureSandbox):
+                    infra_id = self.ensure_sandbox(w, ctx, a.replace)
+                elif isinstance(a, KillContainer):
+                    c = next((c for c in w.pod.spec.containers if c.name == a.container), None) if w else None
+                    self.kill_container(w, a.container_id, c, a.grace, a.reason)
+                elif isinstance(a, RemoveContainer):
+                    self._remove(a.container_id)
+                elif isinstance(a, StartContainer):
+                    if infra_id is None:
+                        break
+                    self.start_container(w, a, infra_id, ctx)
+            except (APIError, OSError) as e:
+                log.warning("node %s: %s for pod %s failed: %s", self.node, type(a).__name__, uid, e)
+                self.event(w, "FailedSync", f"{type(a).__name__}: {e}", "Warning", uid=uid)
+                break
 
     def _terminate_in_background(self, a: KillPod, seen, w: PodWork | None) -> None:
         with self._lock:
             if a.pod_uid in self._terminating:
                 return  # already under way: its grace period runs on
             self._terminating.add(a.pod_uid)
+            if self._reaper is None:
+                self._reaper = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"terminate-{self.node}")
+            reaper = self._reaper
 
         def run() -> None:
             try:
                 self.kill_pod(a.pod_uid, seen, w, a.grace, a.reason)
-            except Exception as e:  # noqa: BLE001 - the next pass sees what is left and tries again
-                log.warning("node %s: terminating pod %s failed: %s", self.node, a.pod_uid, e)
+            except Exception as e:  # noqa: BLE001 - reported; the next pass sees what is left and tries again
+                log.warning("node %s: terminating pod %s failed (retried next pass): %s", self.node, a.pod_uid, e)
+                self.event(w, "FailedKillPod", f"error killing pod: {e}", "Warning", uid=a.pod_uid)
             finally:
                 with self._lock:
                     self._terminating.discard(a.pod_uid)
 
-        self._reaper.submit(run)
+        reaper.submit(run)
 
-    def drain(self, timeout: float | None = None) -> None:
+    def drain(self) -> None:
         """Wait for terminations under way (a one-shot `apply` must not exit in the middle of a grace period)."""
-        self._reaper.shutdown(wait=True)
-        self._reaper = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"terminate-{self.node}")
+        with self._lock:
+            reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.shutdown(wait=True)
 
     # -- sandbox --------------------------------------------------------------------------------------
     def _labels(self, w: PodWork, container: str, spec_hash: str, restart: int) -> dict[str, str]:
@@ -336,11 +302,8 @@ class PodRuntime:
             if v.emptyDir is not None:
                 opts = {"type": "tmpfs", "device": "tmpfs"} if v.emptyDir.medium == "Memory" else {}
                 name = self._volume_name(w.uid, v.name)
-                try:
-                    self.h.docker.call(self.api.inspect_volume, name)
-                except NotFound:
-                    self.h.docker.call(self.api.create_volume, name, driver="local", driver_opts=opts,
-                                       labels={MANAGED: "true", f"{L}pod.uid": w.uid, f"{L}volume.name": v.name})
+                if not self.d.volume_exists(name):
+                    self.d.create_volume(name, opts, {MANAGED: "true", f"{L}pod.uid": w.uid, f"{L}volume.name": v.name})
         port_bindings, exposed = {}, []
         for c in spec.containers:
             for p in c.ports or ():
@@ -348,30 +311,22 @@ class PodRuntime:
                 exposed.append((p.containerPort, p.protocol.lower()))
                 if p.hostPort:
                     port_bindings[key] = (p.hostIP or "0.0.0.0", p.hostPort)
-        dns_kw = {}
+        host = {"network_mode": "host" if spec.hostNetwork else "bridge", "ipc_mode": "shareable",
+                "port_bindings": port_bindings or None}
         if ctx.dns_server and not spec.hostNetwork and spec.dnsPolicy in ("ClusterFirst", "ClusterFirstWithHostNet"):
             d = ctx.dns_domain
-            dns_kw = {"dns": [ctx.dns_server], "dns_search": [f"{ns}.svc.{d}", f"svc.{d}", d], "dns_opt": ["ndots:5"]}
-        hc = self.api.create_host_config(
-            network_mode="host" if spec.hostNetwork else "bridge",
-            ipc_mode="shareable",
-            port_bindings=port_bindings or None,
-            binds=create_volumes(self.h, w.uid, spec, docker_name) or None,  # configMap/secret volumes
-            **dns_kw,
-        )
+            host.update(dns=[ctx.dns_server], dns_search=[f"{ns}.svc.{d}", f"svc.{d}", d], dns_opt=["ndots:5"])
+        host["binds"] = create_volumes(self.h, w.uid, spec, docker_name) or None  # configMap/secret volumes
         hostname = (spec.hostname or m.name)[:63].rstrip("-.")
         name = docker_name("k8s", INFRA, m.name, ns, w.uid, "0")
         try:
-            cid = self.h.docker.call(
-                self.api.create_container, PAUSE_IMAGE, name=name, labels=self._labels(w, INFRA, "", 0),
-                host_config=hc, hostname=None if spec.hostNetwork else hostname,
-                ports=exposed or None, detach=True,
-            )["Id"]
+            cid = self.d.create(PAUSE_IMAGE, name=name, labels=self._labels(w, INFRA, "", 0), host=host,
+                                hostname=None if spec.hostNetwork else hostname, ports=exposed or None)
         except APIError as e:
             if e.status_code != 409:
                 raise
-            cid = self.h.docker.call(self.api.inspect_container, name)["Id"]  # made by an earlier, interrupted pass
-        self.h.docker.call(self.api.start, cid)
+            cid = self.d.inspect(name)["Id"]  # made by an earlier, interrupted pass
+        self.d.start(cid)
         return cid
 
     @staticmethod
@@ -379,42 +334,38 @@ class PodRuntime:
         return docker_name("gk", uid, vol)
 
     # -- containers -----------------------------------------------------------------------------------
+    def _hold(self, w: PodWork, c, reason: str, message: str) -> None:
+        self._out.hold(w.uid, c.name, reason, message)
+
     def _ensure_image(self, w: PodWork, c) -> bool:
-        """Whether the image is on the node per imagePullPolicy; records ErrImagePull/ImagePullBackOff otherwise."""
-        key = (w.uid, c.name)
-        present = True
-        try:
-            self.h.docker.call(self.api.inspect_image, c.image)
-        except (ImageNotFound, NotFound):
-            present = False
+        """Whether the image is on the node per imagePullPolicy, pulling it if need be; ErrImageNeverPull or
+        ErrImagePull otherwise (whether a pull may be tried now, the back-off, is the planner's decision)."""
+        present = self.d.image_id(c.image) is not None
         policy = c.imagePullPolicy
         if present and policy != "Always":
-            self.waiting.pop(key, None)
+            self._out.release(w.uid, c.name)
             return True
         if policy == "Never":
             msg = f'Container image "{c.image}" is not present with pull policy of Never'
-            if self.waiting.get(key, ("",))[0] != "ErrImageNeverPull":
+            if self._prev_waiting.get((w.uid, c.name), ("",))[0] != "ErrImageNeverPull":
                 self.event(w, "ErrImageNeverPull", msg, "Warning")
-            self.waiting[key] = ("ErrImageNeverPull", msg)
-            return False
-        fails, last, msg = self._pull.get(key, (0, 0.0, ""))
-        delay = min(10.0 * (2 ** (fails - 1)), IMAGE_PULL_BACKOFF_MAX) if fails else 0.0
-        if fails and time.time() < last + delay:
-            self.waiting[key] = ("ImagePullBackOff", f'Back-off pulling image "{c.image}"')
+            self._hold(w, c, "ErrImageNeverPull", msg)
             return False
         self.event(w, "Pulling", f'Pulling image "{c.image}"')
-        repo, _, tag = c.image.rpartition(":") if ":" in c.image.rsplit("/", 1)[-1] else (c.image, "", "latest")
         try:
-            self.h.docker.call(self.api.pull, repo, tag=tag)
-            self.h.docker.call(self.api.inspect_image, c.image)
+            self.d.pull(c.image)
+            if self.d.image_id(c.image) is None:
+                raise NotFound(f"image {c.image} not found after its pull")
         except Exception as e:  # noqa: BLE001 - any pull failure is ErrImagePull, as the kubelet reports it
             msg = f'Failed to pull image "{c.image}": {e}'
-            self._pull[key] = (fails + 1, time.time(), msg)
+            with self._out.lock:
+                self._out.pull_failed.append((w.uid, c.name, msg))
             self.event(w, "Failed", msg, "Warning")
-            self.waiting[key] = ("ErrImagePull", msg)
+            self._hold(w, c, "ErrImagePull", msg)
             return False
-        self._pull.pop(key, None)
-        self.waiting.pop(key, None)
+        with self._out.lock:
+            self._out.pulled.add((w.uid, c.name))
+        self._out.release(w.uid, c.name)
         self.event(w, "Pulled", f'Successfully pulled image "{c.image}"')
         return True
 
@@ -438,7 +389,7 @@ class PodRuntime:
             if err:
                 msg = f'MountVolume.SetUp failed for volume "{v.name}" : {err}'
                 self.event(w, "FailedMount", msg, "Warning")  # each retry, as the kubelet's (the store counts them)
-                self.waiting[(w.uid, c.name)] = ("ContainerCreating", msg)
+                self._hold(w, c, "ContainerCreating", msg)
                 return False
         return True
 
@@ -449,11 +400,10 @@ class PodRuntime:
             return None
         m, spec = w.pod.metadata, w.pod.spec
         ns = m.namespace or "default"
-        infra = self.h.docker.call(self.api.inspect_container, infra_id)
-        pod_ip = self.host_ip if spec.hostNetwork else (infra.get("NetworkSettings") or {}).get("IPAddress")
+        ip = self.host_ip if spec.hostNetwork else _ip(self.d.inspect(infra_id).get("NetworkSettings"))
         try:
             warnings: list[str] = []
-            env = container_env(w.pod, w.uid, c, self.node, pod_ip, self.host_ip, ctx.services.get(ns, []),
+            env = container_env(w.pod, w.uid, c, self.node, ip, self.host_ip, ctx.services.get(ns, []),
                                 ctx.config, warnings)
             for v in config_volumes(spec):
                 if any(vm.name == v.name for vm in c.volumeMounts or ()):
@@ -461,11 +411,41 @@ class PodRuntime:
         except (ConfigError, VolumeWriteError) as e:
             reason = "CreateContainerConfigError" if isinstance(e, ConfigError) else "ContainerCreating"
             self.event(w, "Failed" if isinstance(e, ConfigError) else "FailedMount", f"Error: {e}", "Warning")
-            self.waiting[(w.uid, c.name)] = (reason, str(e))
+            self._hold(w, c, reason, str(e))
             return None
         for msg in warnings:
             self.event(w, "InvalidEnvironmentVariableNames", msg, "Warning")
         entrypoint, cmd = command_line(c, dict(env))
+        name = docker_name("k8s", c.name, m.name, ns, w.uid, str(a.restart_count))
+        labels = self._labels(w, c.name, container_hash(c, w.config_digests.get(c.name, "")), a.restart_count)
+        try:
+            cid = self.d.create(c.image, name=name, labels=labels, host=self._host_config(w, c, infra_id),
+                                entrypoint=entrypoint, command=cmd, environment=[f"{k}={v}" for k, v in env],
+                                working_dir=c.workingDir, tty=bool(c.tty), stdin_open=bool(c.stdin))
+        except APIError as e:
+            if e.status_code != 409:
+                self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
+                self._hold(w, c, "CreateContainerError", str(e.explanation or e))
+                return None
+            cid = self.d.inspect(name)["Id"]
+        self.event(w, "Created", f"Created container {c.name}")
+        try:
+            self.d.start(cid)
+        except APIError as e:
+            self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
+            return cid
+        self._out.release(w.uid, c.name)
+        self.event(w, "Started", f"Started container {c.name}")
+        if c.lifecycle and c.lifecycle.postStart:
+            ok, msg = hooks.run_handler(self.h, cid, c.lifecycle.postStart, ip or self.host_ip, timeout=30)
+            if not ok:
+                self.event(w, "FailedPostStartHook", msg, "Warning")
+                self.kill_container(w, cid, None, 0, "FailedPostStartHook")
+        return cid
+
+    def _host_config(self, w: PodWork, c, infra_id: str) -> dict:
+        """An app container's HostConfig: the sandbox's namespaces, its volumes, its resource limits."""
+        spec = w.pod.spec
         binds = {}
         vols = {v.name: v for v in spec.volumes or ()}
         for vm in c.volumeMounts or ():
@@ -479,85 +459,49 @@ class PodRuntime:
             binds[src] = {"bind": vm.mountPath, "mode": "ro" if vm.readOnly else "rw"}
         limits = (c.resources.limits if c.resources else None) or {}
         requests = (c.resources.requests if c.resources else None) or {}
-        kw = {}
+        host: dict = {"network_mode": f"container:{infra_id}", "ipc_mode": f"container:{infra_id}",
+                      "pid_mode": f"container:{infra_id}" if spec.shareProcessNamespace else None,
+                      "binds": binds or None}
         if "memory" in limits:
-            kw["mem_limit"] = memory_bytes(limits["memory"])
+            host["mem_limit"] = memory_bytes(limits["memory"])
         if "cpu" in limits:
-            kw["nano_cpus"] = cpu_millis(limits["cpu"]) * 1_000_000
+            host["nano_cpus"] = cpu_millis(limits["cpu"]) * 1_000_000
         if "cpu" in requests:
-            kw["cpu_shares"] = max(2, cpu_millis(requests["cpu"]) * 1024 // 1000)
-        hc = self.api.create_host_config(
-            network_mode=f"container:{infra_id}", ipc_mode=f"container:{infra_id}",
-            pid_mode=f"container:{infra_id}" if spec.shareProcessNamespace else None,
-            binds=binds or None, **kw,
-        )
-        name = docker_name("k8s", c.name, m.name, ns, w.uid, str(a.restart_count))
-        labels = self._labels(w, c.name, container_hash(c, w.config_digests.get(c.name, "")), a.restart_count)
-        try:
-            cid = self.h.docker.call(
-                self.api.create_container, c.image, name=name, labels=labels, host_config=hc,
-                entrypoint=entrypoint, command=cmd, environment=[f"{k}={v}" for k, v in env],
-                working_dir=c.workingDir, tty=bool(c.tty), stdin_open=bool(c.stdin), detach=True,
-            )["Id"]
-        except APIError as e:
-            if e.status_code != 409:
-                self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
-                self.waiting[(w.uid, c.name)] = ("CreateContainerError", str(e.explanation or e))
-                return None
-            cid = self.h.docker.call(self.api.inspect_container, name)["Id"]
-        self.event(w, "Created", f"Created container {c.name}")
-        try:
-            self.h.docker.call(self.api.start, cid)
-        except APIError as e:
-            self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
-            return cid
-        self.waiting.pop((w.uid, c.name), None)
-        self.event(w, "Started", f"Started container {c.name}")
-        if c.lifecycle and c.lifecycle.postStart:
-            ok, msg = hooks.run_handler(self.h, cid, c.lifecycle.postStart, pod_ip or self.host_ip, timeout=30)
-            if not ok:
-                self.event(w, "FailedPostStartHook", msg, "Warning")
-                self.kill_container(w, cid, None, 0, "FailedPostStartHook")
-        return cid
+            host["cpu_shares"] = max(2, cpu_millis(requests["cpu"]) * 1024 // 1000)
+        return host
 
     def kill_container(self, w: PodWork | None, cid: str, c, grace: int, reason: str) -> None:
         """preStop (if any) inside the grace period, then the stop signal, then SIGKILL at expiry."""
         t0 = time.monotonic()
         if c is not None and c.lifecycle and c.lifecycle.preStop and grace > 0:
-            pod_ip = self._pod_ip(w)
-            ok, msg = hooks.run_handler(self.h, cid, c.lifecycle.preStop, pod_ip, timeout=grace)
+            ip = (pod_ip(w, {}, self.host_ip) if w is not None else None) or self.host_ip
+            ok, msg = hooks.run_handler(self.h, cid, c.lifecycle.preStop, ip, timeout=grace)
             if not ok:
                 self.event(w, "FailedPreStopHook", msg, "Warning")
         remaining = max(0, int(grace - (time.monotonic() - t0)))
         if w is not None and c is not None:
             self.event(w, "Killing", f"Stopping container {c.name}" + (f": {reason}" if reason else ""))
         try:
-            self.h.docker.call(self.api.stop, cid, timeout=remaining)
+            self.d.stop(cid, remaining)
         except NotFound:
             pass
-
-    def _pod_ip(self, w: PodWork | None) -> str:
-        if w is None:
-            return self.host_ip
-        if w.pod.spec.hostNetwork:
-            return self.host_ip
-        return w.last_status.get("podIP") or self.host_ip
 
     def kill_pod(self, uid: str, seen: dict[str, list[ObservedContainer]], w: PodWork | None, grace: int, reason: str) -> None:
         """Terminate a pod's app containers in parallel, then remove all its containers and volumes."""
         spec_by_name = {c.name: c for c in w.pod.spec.containers} if w else {}
         running = [(name, a[-1]) for name, a in seen.items() if name != INFRA and a[-1].running]
-        with cf.ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
-            list(pool.map(lambda x: self.kill_container(w, x[1].id, spec_by_name.get(x[0]), grace, reason), running))
+        if running:
+            with cf.ThreadPoolExecutor(max_workers=len(running), thread_name_prefix=f"kill-{self.node}") as pool:
+                list(pool.map(lambda x: self.kill_container(w, x[1].id, spec_by_name.get(x[0]), grace, reason), running))
         for name, attempts in seen.items():
             for o in attempts:
                 if name != INFRA:
                     self._remove(o.id)
         for o in seen.get(INFRA, []):
             self._remove(o.id)
-        for v in self.h.docker.call(self.api.volumes, filters={"label": f"{L}pod.uid={uid}"}).get("Volumes") or []:
+        for v in self.d.volumes(f"{L}pod.uid={uid}"):
             try:
-                self.h.docker.call(self.api.remove_volume, v["Name"], force=True)
+                self.d.remove_volume(v)
             except NotFound:
                 pass
         if w is None:
@@ -565,6 +509,6 @@ class PodRuntime:
 
     def _remove(self, cid: str) -> None:
         try:
-            self.h.docker.call(self.api.remove_container, cid, force=True)
+            self.d.remove(cid)
         except NotFound:
             pass

@@ -111,5 +111,107 @@ class NodeDocker:
         dial-stdio channels (one SSH connection per node) and bound their concurrency."""
         return self.call(self.api.stats, container_id, stream=False, one_shot=True)
 
+    # -- gitkube's verbs: the only Docker operations the rest of gitkube uses (a FakeNode offers the same) ------
+    def info(self) -> dict:
+        return self.call(self.api.info)
+
+    def version(self) -> dict:
+        return self.call(self.api.version)
+
+    def list(self, labels: list[str] | str) -> list[dict]:
+        """Containers (running or not) carrying every given label filter ("key=value" or "key")."""
+        return self.call(self.api.containers, all=True, filters={"label": labels})
+
+    def inspect(self, cid: str) -> dict:
+        return self.call(self.api.inspect_container, cid)
+
+    def create(self, image: str, *, name: str, labels: dict, host: dict, **config) -> str:
+        """Create a container; `host` holds the HostConfig settings (network_mode, binds, port_bindings, ...)."""
+        hc = self.api.create_host_config(**host)
+        return self.call(self.api.create_container, image, name=name, labels=labels, host_config=hc, detach=True,
+                         **config)["Id"]
+
+    def start(self, cid: str) -> None:
+        self.call(self.api.start, cid)
+
+    def stop(self, cid: str, timeout: int) -> None:
+        self.call(self.api.stop, cid, timeout=timeout)
+
+    def kill(self, cid: str, signal: str) -> None:
+        self.call(self.api.kill, cid, signal=signal)
+
+    def restart(self, cid: str, timeout: int = 1) -> None:
+        self.call(self.api.restart, cid, timeout=timeout)
+
+    def wait(self, cid: str, timeout: float) -> dict:
+        return self.call(self.api.wait, cid, timeout=timeout)
+
+    def remove(self, cid: str) -> None:
+        """Remove a container (forced: running ones are killed)."""
+        self.call(self.api.remove_container, cid, force=True)
+
+    def logs(self, cid: str, **kw):
+        return self.call(self.api.logs, cid, **kw)
+
+    def logs_stream(self, cid: str, **kw):
+        """Follow a container's output (a generator: not bounded by the call timeout, since a quiet container is
+        no error: it waits for the next line as long as it takes)."""
+        self.api.timeout = None
+        return self.api.logs(cid, stream=True, follow=True, **kw)
+
+    def exec(self, cid: str, cmd: list[str]) -> tuple[int | None, bytes]:
+        """Run a command in a container; its exit code and output."""
+        ex = self.call(self.api.exec_create, cid, cmd, stdout=True, stderr=True)
+        out = self.call(self.api.exec_start, ex["Id"])
+        return self.call(self.api.exec_inspect, ex["Id"]).get("ExitCode"), out
+
+    def exec_stream(self, cid: str, cmd: list[str]):
+        """Start a command in a container with its output as a demultiplexed stream; returns (exec id, stream)."""
+        ex = self.call(self.api.exec_create, cid, cmd, stdout=True, stderr=True)
+        return ex["Id"], self.call(self.api.exec_start, ex["Id"], stream=True, demux=True)
+
+    def exec_exit_code(self, exec_id: str) -> int | None:
+        return self.call(self.api.exec_inspect, exec_id).get("ExitCode")
+
+    def put_archive(self, cid: str, path: str, data: bytes) -> None:
+        self.call(self.api.put_archive, cid, path, data)
+
+    def get_archive(self, cid: str, path: str) -> bytes:
+        stream, _ = self.call(self.api.get_archive, cid, path)
+        return b"".join(stream)
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of an image present on the node, None when absent."""
+        try:
+            return self.call(self.api.inspect_image, ref)["Id"]
+        except (ImageNotFound, NotFound):
+            return None
+
+    def images(self) -> list[dict]:
+        return self.call(self.api.images)
+
+    def pull(self, ref: str) -> None:
+        repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+        self.call(self.api.pull, repo, tag=tag)
+
+    def load_image(self, data: bytes) -> list:
+        return list(self.call(self.api.load_image, data))
+
+    def volume_exists(self, name: str) -> bool:
+        try:
+            self.call(self.api.inspect_volume, name)
+            return True
+        except NotFound:
+            return False
+
+    def create_volume(self, name: str, driver_opts: dict, labels: dict) -> None:
+        self.call(self.api.create_volume, name, driver="local", driver_opts=driver_opts, labels=labels)
+
+    def volumes(self, label: str) -> list[str]:
+        return [v["Name"] for v in self.call(self.api.volumes, filters={"label": label}).get("Volumes") or []]
+
+    def remove_volume(self, name: str) -> None:
+        self.call(self.api.remove_volume, name, force=True)
+
     def close(self) -> None:
         self.api.close()

@@ -5,7 +5,7 @@ import concurrent.futures as cf
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from gitkube.nodes.transport.docker_api import DockerUnavailable, NodeDocker
@@ -24,12 +24,16 @@ def now_iso() -> str:
 
 @dataclass
 class NodeHandle:
-    """A node of the inventory with its lazily opened, long-lived connection."""
+    """A node of the inventory with its lazily opened, long-lived connection, the fleet's pool for work with a
+    deadline (hook and probe commands), and what this process caches about the node (dropped with the handle)."""
 
     config: NodeConfig
     ssh: SSHConnection
     docker: NodeDocker
     _ids: tuple[int, dict] | None = None  # (SSH connection count, host identity) as last read
+    pool: cf.Executor | None = None
+    caches: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def name(self) -> str:
@@ -51,6 +55,13 @@ class NodeHandle:
             self._ids = (self.ssh.connects, ids)
         return ids
 
+    def cache(self, key: str, make):
+        """The handle's cache `key`, made by `make()` on first use."""
+        with self.lock:
+            if key not in self.caches:
+                self.caches[key] = make()
+            return self.caches[key]
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -70,11 +81,14 @@ class Fleet:
     """All nodes of the inventory; connections are opened on first use and kept."""
 
     def __init__(self, nodes: list[NodeConfig], call_timeout: float = 10.0):
+        self._pool = cf.ThreadPoolExecutor(max_workers=max(4, 2 * len(nodes)), thread_name_prefix="node")
+        # Commands run under a deadline (hooks, exec probes): their own pool, so a hung one never starves the nodes.
+        self._handlers = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="handler")
         self.nodes: dict[str, NodeHandle] = {}
         for n in nodes:
             ssh = SSHConnection(n.ssh_target())
-            self.nodes[n.name] = NodeHandle(n, ssh, NodeDocker(ssh, n.docker_host, timeout=call_timeout))
-        self._pool = cf.ThreadPoolExecutor(max_workers=max(4, 2 * len(nodes)), thread_name_prefix="node")
+            self.nodes[n.name] = NodeHandle(n, ssh, NodeDocker(ssh, n.docker_host, timeout=call_timeout),
+                                            pool=self._handlers)
         self._probing: dict[str, cf.Future] = {}  # node -> its heartbeat in flight (at most one each)
         self._last_probe: dict[str, bool] = {}  # node -> whether its last heartbeat succeeded
         self._probe_lock = threading.Lock()
@@ -110,8 +124,8 @@ class Fleet:
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
-            info = h.docker.call(h.docker.api.info)
-            ver = h.docker.call(h.docker.api.version)
+            info = h.docker.info()
+            ver = h.docker.version()
             ids = h.host_ids()
             return ProbeResult(h.name, True, info, ver, "KubeletReady", "docker engine is ready",
                                time.monotonic() - t0, ids)
@@ -157,10 +171,11 @@ class Fleet:
         return out
 
     def close(self) -> None:
+        self._handlers.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for h in self.nodes.values():
             h.docker.close()
             h.ssh.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | None = None, ready_override: str | None = None) -> dict:

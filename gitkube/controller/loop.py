@@ -1,0 +1,172 @@
+"""The control loop: one pass is observe → plan → apply. `Controller` owns what lives across passes — the store,
+the fleet of node connections, each node's PodRuntime, the probe manager — and starts and shuts them down in order.
+Decisions are gitkube.reconcile's (plan.plan_pass); I/O is observe's and apply's."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from gitkube import instruments
+from gitkube.controller import apply as applier
+from gitkube.controller import observe as observer
+from gitkube.controller.configwire import config_at_applied
+from gitkube.controller.context import PassReport, Source
+from gitkube.nodes.inventory import NodeConfig
+from gitkube.nodes.kubelet.runtime import PodRuntime
+from gitkube.nodes.transport.fleet import Fleet
+from gitkube.reconcile.plan import Observation, PassPlan, plan_pass
+from gitkube.reconcile.scheduler import Scheduler
+from gitkube.source.secrets import identity_path, load_identities
+from gitkube.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """One controller per state directory (the store's writer lock); its passes are idempotent.
+
+    Owns, and closes in this order: the probe manager (its timer and pools), each node's PodRuntime (terminations
+    under way are waited for), the fleet (its pools, then the SSH+Docker connections), the store."""
+
+    def __init__(self, state_dir: str, source: Source, *, writer: bool = True, progress=None,
+                 grace_period: float = 20.0, eviction_timeout: float = 30.0, probe_timeout: float = 6.0):
+        self.source = source
+        self.store = Store.open(state_dir, writer=writer)
+        self.progress = progress or (lambda m: None)
+        self.grace_period = grace_period
+        self.eviction_timeout = eviction_timeout
+        self.probe_timeout = probe_timeout
+        self.scheduler = Scheduler()
+        self.fleet: Fleet | None = None
+        self._fleet_key: tuple | None = None
+        self.runtimes: dict[str, PodRuntime] = {}
+        self.probes = None  # a ProbeManager, started by serve/apply --wait (start_probes)
+        self.lock = threading.RLock()
+        self.waiting: dict[tuple[str, str], tuple[str, str]] = {}  # containers held back in the last pass
+        self.first_seen: dict[str, float] = {}  # node -> this process's first heartbeat of it (eviction clocks)
+        self.template_inputs = None  # None: a Deployment's pod-template hash reads its env's config (plan.py)
+        self.identities = load_identities(identity_path(source.age_identity))
+        self.config: dict | None = None  # ConfigMap/Secret values of the applied revision (memory only, never stored)
+        self.last_plan: PassPlan | None = None
+
+    def close(self) -> None:
+        """Shut down what this controller started, in order (see the class docstring)."""
+        if self.probes is not None:
+            self.probes.close()
+            self.probes = None
+        for rt in self.runtimes.values():
+            rt.drain()
+        if self.fleet is not None:
+            self.fleet.close()
+        self.store.close()
+
+    def start_probes(self, on_event, wake) -> None:
+        """Start the probe manager (once there is a fleet): liveness/readiness probes of running containers."""
+        from gitkube.nodes.kubelet.probes import ProbeManager
+
+        if self.probes is None and self.fleet is not None:
+            self.probes = ProbeManager(self.fleet, self.runtimes, on_event=on_event, wake=wake)
+
+    def _ensure_fleet(self, nodes: list[NodeConfig]) -> Fleet:
+        key = tuple((n.name, n.host, n.port, n.user, n.identity_file, n.host_keys, n.docker_host) for n in nodes)
+        if self.fleet is None or key != self._fleet_key:
+            if self.fleet is not None:
+                for rt in self.runtimes.values():
+                    rt.drain()
+                self.fleet.close()
+            self.fleet = Fleet(nodes)
+            self._fleet_key = key
+            self.runtimes = {n: PodRuntime(self.fleet[n]) for n in self.fleet.names()}
+            if self.probes is not None:
+                self.probes.fleet, self.probes.runtimes = self.fleet, self.runtimes
+        return self.fleet
+
+    # -- observe → plan → apply ------------------------------------------------------------------------
+    def observe(self, offline: bool = False, now: float | None = None) -> tuple[Observation, dict[str, int]]:
+        """One snapshot (offline: from the store alone, no node contacted). Also each node's Docker list calls."""
+        rev, nodes, problems = observer.read_revision(self.source, self.identities,
+                                                      self.store.state_dir if self.store.writer else None)
+        if rev is not None and not rev.problems:
+            self.config = rev.config
+        elif self.config is None:  # a refused revision: the values of the one last applied
+            self.config = config_at_applied(self.store, self.source, self.identities)
+        seen, calls = {}, {}
+        if nodes is not None:
+            if offline:
+                seen = observer.observe_offline(nodes, observer.read_store(self.store)[0])
+            else:
+                fleet = self._ensure_fleet(nodes)
+                seen, calls = observer.observe_nodes(fleet, self.runtimes, nodes,
+                                                     observer.read_store(self.store)[0], self.probe_timeout)
+        now = now or time.time()
+        if not offline:
+            for n in seen:
+                self.first_seen.setdefault(n, now)
+        readiness = self.probes.readiness() if self.probes is not None else {}
+        obs = observer.snapshot(self.store, self.source, rev=rev, nodes=nodes, problems=problems, node_seen=seen,
+                                readiness=readiness, waiting=self.waiting, offline=offline, now=now,
+                                first_seen=self.first_seen,
+                                config=self.config)
+        return obs, calls
+
+    def plan(self, obs: Observation) -> PassPlan:
+        return plan_pass(obs, grace_period=self.grace_period, eviction_timeout=self.eviction_timeout,
+                         scheduler=self.scheduler, template_inputs=self.template_inputs)
+
+    def apply(self, plan: PassPlan, obs: Observation) -> applier.Applied:
+        for w in plan.warnings:
+            log.warning("%s", w)
+        done = applier.apply_plan(self.store, plan, obs, self.fleet, self.runtimes, self.probes, self._sync_dataplane)
+        self.waiting = done.waiting
+        self.last_plan = plan
+        return done
+
+    def reconcile(self, now: float | None = None, expect_fingerprint: str | None = None) -> PassReport:
+        """One level-triggered pass: observe, plan, apply. With `expect_fingerprint`, a plan that differs from it
+        is not applied (nothing changes) and the report says so."""
+        with self.lock:
+            t0 = time.monotonic()
+            try:
+                report = self._pass(now, expect_fingerprint, t0)
+            except Exception:
+                instruments.pass_done(None, time.monotonic() - t0, raised=True)
+                raise
+            instruments.pass_done(report, time.monotonic() - t0)
+            return report
+
+    def _pass(self, now: float | None, expect_fingerprint: str | None, t0: float) -> PassReport:
+        obs, calls = self.observe(now=now)
+        plan = self.plan(obs)
+        report = PassReport(sha=plan.sha, refused=list(plan.refused), synced=plan.sync, plan=plan,
+                            api_calls=calls, next_due=plan.next_due)
+        if expect_fingerprint is not None and plan.fingerprint != expect_fingerprint:
+            report.refused_fingerprint = plan.fingerprint
+            report.seconds = time.monotonic() - t0
+            return report
+        if any(w.op == "refused" and w.args[0] != "inventory" for w in plan.writes):
+            instruments.revision_refused()
+        done = self.apply(plan, obs)
+        report.node_actions = {n: list(a) for n, a in done.executed.items()}
+        report.node_errors = {**plan.node_errors, **done.node_errors}
+        report.seconds = time.monotonic() - t0
+        return report
+
+    def _sync_dataplane(self, dp, names: list[str]) -> dict:
+        """The Services data plane (addresses, proxy, DNS) on every node synced this pass; failures are reported
+        per node (a log line naming it) and retried by the next pass."""
+        from gitkube.nodes.dataplane.proxy import sync_services
+
+        def one(h):
+            return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip)
+
+        out = {}
+        for name, res in (self.fleet.map(one, names, timeout=300) if names else {}).items():
+            instruments.proxy_synced(name, res)
+            if isinstance(res, Exception):
+                log.warning("node %s: services data plane: %s (retried next pass)", name, res)
+                out[name] = res
+            elif res:
+                log.info("node %s: services data plane changed: %s", name, ", ".join(sorted(res)))
+                out[name] = res
+        return out
