@@ -30,8 +30,10 @@ class Controller:
     under way are waited for), the fleet (its pools, then the SSH+Docker connections), the store."""
 
     def __init__(self, state_dir: str, source: Source, *, writer: bool = True, progress=None,
-                 grace_period: float = 20.0, eviction_timeout: float = 30.0, probe_timeout: float = 6.0):
+                 grace_period: float = 20.0, eviction_timeout: float = 30.0, probe_timeout: float = 6.0,
+                 fleet_factory=Fleet):
         self.source = source
+        self.fleet_factory = fleet_factory  # Fleet: real SSH+Docker; unit tests pass a fleet of FakeNodes
         self.store = Store.open(state_dir, writer=writer)
         self.progress = progress or (lambda m: None)
         self.grace_period = grace_period
@@ -75,7 +77,7 @@ class Controller:
                 for rt in self.runtimes.values():
                     rt.drain()
                 self.fleet.close()
-            self.fleet = Fleet(nodes)
+            self.fleet = self.fleet_factory(nodes)
             self._fleet_key = key
             self.runtimes = {n: PodRuntime(self.fleet[n]) for n in self.fleet.names()}
             if self.probes is not None:
@@ -91,22 +93,21 @@ class Controller:
             self.config = rev.config
         elif self.config is None:  # a refused revision: the values of the one last applied
             self.config = config_at_applied(self.store, self.source, self.identities)
+        read = observer.read_store(self.store)
         seen, calls = {}, {}
         if nodes is not None:
             if offline:
-                seen = observer.observe_offline(nodes, observer.read_store(self.store)[0])
+                seen = observer.observe_offline(nodes, read[0])
             else:
-                fleet = self._ensure_fleet(nodes)
-                seen, calls = observer.observe_nodes(fleet, self.runtimes, nodes,
-                                                     observer.read_store(self.store)[0], self.probe_timeout)
+                seen, calls = observer.observe_nodes(self._ensure_fleet(nodes), self.runtimes, nodes, read[0],
+                                                     self.probe_timeout)
         now = now or time.time()
         if not offline:
             for n in seen:
                 self.first_seen.setdefault(n, now)
         readiness = self.probes.readiness() if self.probes is not None else {}
-        obs = observer.snapshot(self.store, self.source, rev=rev, nodes=nodes, problems=problems, node_seen=seen,
-                                readiness=readiness, waiting=self.waiting, offline=offline, now=now,
-                                first_seen=self.first_seen,
+        obs = observer.snapshot(self.store, read, rev=rev, problems=problems, node_seen=seen, readiness=readiness,
+                                waiting=self.waiting, offline=offline, now=now, first_seen=self.first_seen,
                                 config=self.config)
         return obs, calls
 

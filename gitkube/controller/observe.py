@@ -93,11 +93,11 @@ def observe_offline(nodes: list[NodeConfig], stored: dict) -> dict[str, NodeSeen
             for n in nodes}
 
 
-def snapshot(store: Store, source: Source, *, rev=None, nodes: list[NodeConfig] | None = None, problems=(),
+def snapshot(store: Store, read: tuple[dict, dict, dict], *, rev=None, problems=(),
              node_seen: dict[str, NodeSeen] | None = None, readiness=None, waiting=None, offline: bool = False,
              now: float | None = None, first_seen=None, config=None) -> Observation:
-    """The Observation of one pass from what was read."""
-    stored, index, kv = read_store(store)
+    """The Observation of one pass from what was read (`read`: read_store's stored objects, index and records)."""
+    stored, index, kv = read
     refused_inventory = rev is None
     return Observation(
         now=now or time.time(), sha=None if rev is None else rev.sha,
