@@ -24,6 +24,8 @@ def register(sub) -> None:
                     "(or Succeeded) and every Deployment's rollout is complete; exit non-zero saying which are not, "
                     "at once when a rollout exceeds its progressDeadlineSeconds")
     ap.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up --wait after S seconds (default 300)")
+    ap.add_argument("--show-plan", action="store_true", help="print the plan the first pass executed, as `diff` "
+                    "prints it: pods created, deleted, bound, and each node action that was carried out")
     ap.add_argument("--plan-fingerprint", metavar="F", help="apply only if the plan is still the one `diff` printed "
                     "with this fingerprint; if the world moved since (a new revision, a pod, a node, a back-off), "
                     "change nothing and exit 1")
@@ -219,6 +221,8 @@ def cmd_apply(args) -> int:
             return fail(f"the plan is now {rep.refused_fingerprint}, not {args.plan_fingerprint}: the world moved since "
                         "that diff; nothing was changed (run diff again)", 1)
         run.add(rep)
+        if args.show_plan:
+            print("\n".join(_executed_lines(rep)))
         for prob in rep.refused:
             print(prob, file=sys.stderr)
         _say(f"apply: {rep.summary()} ({rep.seconds:.2f}s)")
@@ -231,6 +235,19 @@ def cmd_apply(args) -> int:
         return _finish(args, ctrl, run, _wait(args, ctrl, run, said))
     finally:
         ctrl.close()
+
+
+def _executed_lines(rep) -> list[str]:
+    """The plan of a pass as `diff` prints it, with the node actions that were executed (not merely planned)."""
+    from gitkube.reconcile.plan import render_action, render_plan
+
+    if rep.plan is None:
+        return []
+    lines = [f"# plan {rep.plan.fingerprint}: executed"]
+    lines += [ln for ln in render_plan(rep.plan) if not ln.startswith(("  node ", "# "))]
+    for node in sorted(rep.node_actions):
+        lines += ["  " + render_action(rep.plan, node, a) for a in rep.node_actions[node]]
+    return lines
 
 
 def _wait(args, ctrl, run: _ApplyRun, said: dict[str, str]) -> int:

@@ -56,11 +56,58 @@ def next_wake(now: float, last_pass: float, resync: float, due: float | None, mi
     return max(min_gap, until)
 
 
+def _remote_fetch(ctrl, args, sched, trigger: threading.Event) -> str | None:
+    """With a remote --repo: fetch it into the state dir's mirror now and on every --fetch-interval (a fetch that
+    brings commits triggers a pass); the controller reads the mirror. Returns the remote URL, or None."""
+    from gitkube.source.remote import is_remote, sync_mirror
+
+    remote = args.repo if is_remote(args.repo) else None
+    if not remote:
+        return None
+    mirror = os.path.join(args.state_dir, "mirror.git")
+
+    def fetch():
+        try:
+            if sync_mirror(remote, mirror):
+                log.info("fetched new commits from %s", remote)
+                trigger.set()
+        except Exception as e:  # noqa: BLE001 - a remote that is down is retried on the next interval
+            log.warning("fetch from %s failed: %s (retrying in %ss)", remote, e, args.fetch_interval)
+
+    fetch()
+    ctrl.source.repo = mirror
+    sched.add_job(fetch, "interval", seconds=args.fetch_interval, id="fetch", max_instances=1, coalesce=True)
+    return remote
+
+
+def _sample_usage(ctrl, args, sched) -> None:
+    """Resource usage (gitkube top, metrics.k8s.io, /metrics) sampled every --usage-interval by the scheduler."""
+    usage_interval = getattr(args, "usage_interval", 15.0)
+    if usage_interval and usage_interval > 0:
+        from gitkube.controller.usage import UsageSampler
+
+        ctrl.usage = UsageSampler(ctrl, usage_interval)
+        sched.add_job(ctrl.usage.sample, "interval", seconds=usage_interval, id="usage", max_instances=1, coalesce=True)
+
+
+def _one_pass(ctrl, passes: int):
+    """One pass, logged (INFO when it changed something, DEBUG when it had nothing to do); None if it failed."""
+    try:
+        rep = ctrl.reconcile()
+    except Exception as e:  # noqa: BLE001 - one failed pass must not end the loop: logged with its traceback
+        log.exception("pass failed: %s", e)
+        return None
+    summary = rep.summary()
+    for p in rep.refused:
+        log.warning("%s", p)
+    (log.info if summary != "no changes" or passes == 1 else log.debug)(
+        "pass %d at %s: %s (%.2fs)", passes, str(rep.sha)[:12], summary, rep.seconds)
+    return rep
+
+
 def serve(ctrl, args, on_event) -> int:
     """Run passes on every trigger (push, due work, probe change, resync) until SIGTERM/SIGINT."""
     from apscheduler.schedulers.background import BackgroundScheduler
-
-    from gitkube.source.remote import is_remote, sync_mirror
 
     trigger = threading.Event()
     stop = threading.Event()
@@ -72,32 +119,11 @@ def serve(ctrl, args, on_event) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
     sched = BackgroundScheduler(daemon=True)
-    remote = args.repo if is_remote(args.repo) else None
-    if remote:
-        mirror = os.path.join(args.state_dir, "mirror.git")
-
-        def fetch():
-            try:
-                if sync_mirror(remote, mirror):
-                    log.info("fetched new commits from %s", remote)
-                    trigger.set()
-            except Exception as e:  # noqa: BLE001 - a remote that is down is retried on the next interval
-                log.warning("fetch from %s failed: %s (retrying in %ss)", remote, e, args.fetch_interval)
-
-        fetch()
-        ctrl.source.repo = mirror
-        sched.add_job(fetch, "interval", seconds=args.fetch_interval, id="fetch", max_instances=1, coalesce=True)
-    usage_interval = getattr(args, "usage_interval", 15.0)
-    if usage_interval and usage_interval > 0:  # resource usage (gitkube top, metrics.k8s.io, /metrics)
-        from gitkube.controller.usage import UsageSampler
-
-        ctrl.usage = UsageSampler(ctrl, usage_interval)
-        sched.add_job(ctrl.usage.sample, "interval", seconds=usage_interval, id="usage", max_instances=1, coalesce=True)
+    remote = _remote_fetch(ctrl, args, sched, trigger)
+    _sample_usage(ctrl, args, sched)
     sched.start()
     observer = _watch(ctrl.source.repo, trigger)
-    ctrl.probes = None
     trigger.set()
     log.info("serving %s (path %s, rev %s); resync every %ss; state in %s", remote or os.path.abspath(args.repo),
              args.path, args.rev or "checked-out branch", args.resync, args.state_dir)
@@ -110,22 +136,15 @@ def serve(ctrl, args, on_event) -> int:
                 break
             trigger.clear()
             last_pass = time.time()
-            try:
-                rep = ctrl.reconcile()
-            except Exception as e:  # noqa: BLE001 - one failed pass must not end the loop
-                log.exception("pass failed: %s", e)
+            rep = _one_pass(ctrl, passes + 1)
+            if rep is None:
                 time.sleep(1)
                 continue
+            passes += 1
             due = rep.next_due
             ctrl.start_probes(on_event=on_event, wake=trigger.set)
-            passes += 1
             log.debug("pass %d woken by %s; next due %s", passes, "a trigger" if woke else "its timer",
                       f"in {due - time.time():.1f}s" if due else "-")
-            summary = rep.summary()
-            for p in rep.refused:
-                log.warning("%s", p)
-            (log.info if summary != "no changes" or passes == 1 else log.debug)(
-                "pass %d at %s: %s (%.2fs)", passes, str(rep.sha)[:12], summary, rep.seconds)
     finally:
         sched.shutdown(wait=False)
         observer.stop()

@@ -303,88 +303,88 @@ def _condition(typ: str, ok: bool, prev: dict, now_s: str, reason: str | None = 
     return cond
 
 
+def _waiting_state(reason: str, msg: str = "") -> dict:
+    return {"waiting": {k: v for k, v in (("reason", reason), ("message", msg)) if v}}
+
+
+def _gone_container_status(w: PodWork, c, last_known: dict, waiting: Waiting) -> tuple[dict, str]:
+    """A container with no instance on the node: done, vanished (restartPolicy Never) or waiting to be created.
+    Also how it counts for the phase: "ok", "bad" (terminated) or "waiting"."""
+    cs: dict = {"name": c.name, "image": c.image, "ready": False, "restartCount": 0, "started": False}
+    if last_known.get("state", {}).get("terminated"):
+        code = last_known["state"]["terminated"].get("exitCode")
+        return {**last_known, "ready": False}, "ok" if code == 0 else "bad"
+    if w.pod.spec.restartPolicy == "Never" and _had_run(last_known):
+        # It ran and vanished from the node (removed by hand): it will not run again, and the kubelet
+        # reports it terminated (not waiting: that would read as never started and get it created anew).
+        cs["restartCount"] = int(last_known.get("restartCount", 0))
+        cs["state"] = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                      "message": "The container could not be located when the pod was terminated"}}
+        for k in ("lastState", "containerID", "imageID"):
+            if last_known.get(k):
+                cs[k] = last_known[k]
+        return cs, "bad"
+    cs["state"] = _waiting_state(*waiting.get((w.uid, c.name), ("ContainerCreating", "")))
+    cs["restartCount"] = int(last_known.get("restartCount", 0))
+    return cs, "waiting"
+
+
+def _container_status(w: PodWork, c, attempts: list[ObservedContainer], now: float, ready: dict,
+                      waiting: Waiting) -> tuple[dict, str]:
+    """One container's status from its attempts on the node, and how it counts for the pod's phase ("running",
+    "ok", "bad", "waiting")."""
+    if not attempts:
+        return _gone_container_status(w, c, _last_container_status(w, c.name), waiting)
+    latest, previous = attempts[-1], (attempts[-2] if len(attempts) > 1 else None)
+    cs: dict = {"name": c.name, "image": c.image, "ready": False, "restartCount": latest.restart_count,
+                "started": False, "imageID": latest.image_id, "containerID": f"docker://{latest.id}"}
+    if latest.running:
+        cs["state"] = {"running": {"startedAt": iso(parse_time(latest.started_at))}}
+        cs["started"] = True
+        cs["ready"] = bool(ready.get((w.uid, c.name), c.readinessProbe is None))
+        if previous is not None and not previous.running:
+            cs["lastState"] = {"terminated": _terminated(previous)}
+        return cs, "running"
+    if latest.state == "created":
+        cs["state"], kind = {"waiting": {"reason": "ContainerCreating"}}, "waiting"
+    else:
+        term = _terminated(latest)
+        due = next_start_at(w.pod.spec.restartPolicy, latest)
+        if due is not None:
+            # It will run again: kubelet shows the wait (back-off) and the exit as lastState.
+            m = w.pod.metadata
+            msg = (f"back-off {int(due - (parse_time(latest.finished_at) or now))}s restarting failed container="
+                   f"{c.name} pod={m.name}_{m.namespace}({w.uid})")
+            cs["state"] = _waiting_state("CrashLoopBackOff", msg) if now < due else _waiting_state("ContainerCreating")
+            cs["lastState"] = {"terminated": term}
+            kind = "running"  # a restarting container keeps the pod Running, as in Kubernetes
+        else:
+            cs["state"], kind = {"terminated": term}, "ok" if latest.exit_code == 0 else "bad"
+    if (w.uid, c.name) in waiting:
+        cs["state"] = _waiting_state(*waiting[(w.uid, c.name)])
+    return cs, kind
+
+
+def _phase(kinds: list[str], has_sandbox: bool) -> str:
+    n, ok, bad, running = len(kinds), kinds.count("ok"), kinds.count("bad"), kinds.count("running")
+    if ok == n:
+        return "Succeeded"
+    if ok + bad == n:
+        return "Failed"
+    if running and running + ok + bad == n and has_sandbox:
+        return "Running"
+    return "Pending"
+
+
 def pod_status(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float, host_ip: str,
                ready: dict[tuple[str, str], bool] | None = None,
                waiting: dict[tuple[str, str], tuple[str, str]] | None = None) -> dict:
     """The pod's Kubernetes status from its containers on the node, probe results and runtime waits."""
-    ready = ready or {}
-    waiting = waiting or {}
-    spec = w.pod.spec
-    prev = w.last_status
-    now_s = iso(now)
+    prev, now_s = w.last_status, iso(now)
     infra = (seen.get(INFRA) or [None])[-1]
-    statuses = []
-    running = terminated_ok = terminated_bad = waiting_n = 0
-    for c in spec.containers:
-        attempts = seen.get(c.name, [])
-        latest = attempts[-1] if attempts else None
-        previous = attempts[-2] if len(attempts) > 1 else None
-        last_known = _last_container_status(w, c.name)
-        cs: dict = {"name": c.name, "image": c.image, "ready": False, "restartCount": 0, "started": False}
-        if latest is None:
-            if last_known.get("state", {}).get("terminated"):
-                cs = {**last_known, "ready": False}
-                code = last_known["state"]["terminated"].get("exitCode")
-                terminated_ok += code == 0
-                terminated_bad += code != 0
-            elif spec.restartPolicy == "Never" and _had_run(last_known):
-                # It ran and vanished from the node (removed by hand): it will not run again, and the kubelet
-                # reports it terminated (not waiting: that would read as never started and get it created anew).
-                cs["restartCount"] = int(last_known.get("restartCount", 0))
-                cs["state"] = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
-                                              "message": "The container could not be located when the pod was terminated"}}
-                for k in ("lastState", "containerID", "imageID"):
-                    if last_known.get(k):
-                        cs[k] = last_known[k]
-                terminated_bad += 1
-            else:
-                reason, msg = waiting.get((w.uid, c.name), ("ContainerCreating", ""))
-                cs["state"] = {"waiting": {k: v for k, v in (("reason", reason), ("message", msg)) if v}}
-                cs["restartCount"] = int(last_known.get("restartCount", 0))
-                waiting_n += 1
-            statuses.append(cs)
-            continue
-        cs["restartCount"] = latest.restart_count
-        cs["imageID"] = latest.image_id
-        cs["containerID"] = f"docker://{latest.id}"
-        if latest.running:
-            cs["state"] = {"running": {"startedAt": iso(parse_time(latest.started_at))}}
-            cs["started"] = True
-            has_probe = c.readinessProbe is not None
-            cs["ready"] = bool(ready.get((w.uid, c.name), not has_probe))
-            running += 1
-            if previous is not None and not previous.running:
-                cs["lastState"] = {"terminated": _terminated(previous)}
-        elif latest.state == "created":
-            cs["state"] = {"waiting": {"reason": "ContainerCreating"}}
-            waiting_n += 1
-        else:
-            term = _terminated(latest)
-            due = next_start_at(spec.restartPolicy, latest)
-            if due is not None:
-                # It will run again: kubelet shows the wait (back-off) and the exit as lastState.
-                reason = "CrashLoopBackOff" if now < due else "ContainerCreating"
-                msg = f"back-off {int(due - (parse_time(latest.finished_at) or now))}s restarting failed container={c.name} pod={w.pod.metadata.name}_{w.pod.metadata.namespace}({w.uid})" if now < due else ""
-                cs["state"] = {"waiting": {k: v for k, v in (("reason", reason), ("message", msg)) if v}}
-                cs["lastState"] = {"terminated": term}
-                running += 1  # a restarting container keeps the pod Running, as in Kubernetes
-            else:
-                cs["state"] = {"terminated": term}
-                terminated_ok += latest.exit_code == 0
-                terminated_bad += latest.exit_code != 0
-        if (w.uid, c.name) in waiting and latest is not None and not latest.running:
-            reason, msg = waiting[(w.uid, c.name)]
-            cs["state"] = {"waiting": {k: v for k, v in (("reason", reason), ("message", msg)) if v}}
-        statuses.append(cs)
-    n = len(spec.containers)
-    if terminated_ok == n:
-        phase = "Succeeded"
-    elif terminated_ok + terminated_bad == n:
-        phase = "Failed"
-    elif running and running + terminated_ok + terminated_bad == n and infra is not None:
-        phase = "Running"
-    else:
-        phase = "Pending"
+    pairs = [_container_status(w, c, seen.get(c.name, []), now, ready or {}, waiting or {}) for c in w.pod.spec.containers]
+    statuses = [cs for cs, _ in pairs]
+    phase = _phase([k for _, k in pairs], infra is not None)
     all_ready = phase == "Running" and all(s["ready"] for s in statuses)
     not_ready = [s["name"] for s in statuses if not s["ready"]]
     unready_reason = "ContainersNotReady" if not_ready else None
@@ -402,7 +402,7 @@ def pod_status(w: PodWork, seen: dict[str, list[ObservedContainer]], now: float,
     if not all_ready and not_ready:
         for cond in status["conditions"][1:3]:
             cond["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
-    ip = host_ip if spec.hostNetwork else (infra.ip if infra is not None and infra.running else prev.get("podIP"))
+    ip = pod_ip(w, seen, host_ip)
     if ip:
         status["podIP"] = ip
         status["podIPs"] = [{"ip": ip}]
