@@ -114,8 +114,6 @@ def _follow_all(fleet, srcs, kw, sink) -> int:
 
     stop = threading.Event()
     errors: list[str] = []
-    for h in fleet.nodes.values():
-        h.docker.api.timeout = None  # a quiet container is no error: wait for its next line as long as it takes
 
     def run(s):
         try:

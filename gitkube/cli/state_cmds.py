@@ -315,6 +315,7 @@ def status_summary(args, store=None):
         with reader as st:
             applied = st.applied_revision()
             objs = {k: st.list(k, namespace="*") for k in ("Pod", "Node", "ReplicationController")}
+            heartbeats = st.kv_get("heartbeats", {}) or {}
     except (sqlite3.Error, RuntimeError) as e:
         return fail(f"cannot read the state DB in {args.state_dir}: {e}", 2)
     if rev.problems:
@@ -326,7 +327,7 @@ def status_summary(args, store=None):
         diffs = tuple(f"{ {'add': 'missing', 'change': 'differs', 'remove': 'to prune'}[c.action]}: {c.ref}"
                       for c in changes)
         sync = hl.SyncStatus(hl.OUT_OF_SYNC if diffs else hl.SYNCED, applied, rev.sha, diffs)
-    return hl.Summary(sync, hl.health(objs["Pod"], objs["Node"], objs["ReplicationController"]))
+    return hl.Summary(sync, hl.health(objs["Pod"], objs["Node"], objs["ReplicationController"], heartbeats))
 
 
 def _changes_in(store, rev):

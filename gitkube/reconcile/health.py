@@ -89,13 +89,18 @@ def _pod_health(p: PodView) -> tuple[list[str], list[str]]:
     return degraded, progressing
 
 
-def health(pods: Iterable[Mapping], nodes: Iterable[Mapping], rcs: Iterable[Mapping] = ()) -> Health:
-    """The cluster's health from its stored Nodes, pods and ReplicationControllers."""
+def health(pods: Iterable[Mapping], nodes: Iterable[Mapping], rcs: Iterable[Mapping] = (),
+           heartbeats: Mapping[str, Mapping] | None = None) -> Health:
+    """The cluster's health from its stored Nodes, pods and ReplicationControllers, and the controller's heartbeat
+    records (a node whose last heartbeat failed is unreachable, even while its grace period keeps it Ready)."""
     degraded, progressing = [], []
     for n in map(NodeView, nodes):
+        hb = (heartbeats or {}).get(n.name) or {}
         if not n.ready:
             c = n.condition("Ready")
             degraded.append(f"node {n.name}: {c.get('status', 'Unknown')} {c.get('reason', '')}: {c.get('message', '')}".rstrip(": "))
+        elif hb.get("last_error"):
+            degraded.append(f"node {n.name}: unreachable: {hb['last_error']}")
     for p in map(PodView, pods):
         d, g = _pod_health(p)
         degraded += d

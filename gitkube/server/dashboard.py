@@ -173,8 +173,8 @@ def last_log_lines(links, node: str, uid: str, containers: list[str], n: int = L
     for c in containers:
         try:
             cid = container_for(h, uid, c)
-            out[c] = "(no container yet)" if cid is None else h.docker.call(
-                h.docker.api.logs, cid, stdout=True, stderr=True, tail=n).decode(errors="replace")
+            out[c] = "(no container yet)" if cid is None else h.docker.logs(
+                cid, stdout=True, stderr=True, tail=n).decode(errors="replace")
         except Exception as e:  # noqa: BLE001
             out[c] = f"(cannot read logs: {e})"
     return out

@@ -91,7 +91,7 @@ async def pod_log(request: web.Request, t) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     if not follow:
         try:
-            data = await ctx.blocking(lambda: h.docker.call(h.docker.api.logs, cid, **kw))
+            data = await ctx.blocking(lambda: h.docker.logs(cid, **kw))
         except Exception as e:  # noqa: BLE001
             return status_response(500, f"cannot read logs from node {node}: {e}")
         await resp.prepare(request)
@@ -122,7 +122,7 @@ async def _follow(request, resp, h, cid, kw) -> web.StreamResponse:
 
     def pump():
         try:
-            stream = holder["stream"] = docker.api.logs(cid, stream=True, follow=True, **kw)
+            stream = holder["stream"] = docker.logs_stream(cid, **kw)
             for chunk in stream:
                 if not hand_over(chunk):
                     return

@@ -63,7 +63,7 @@ class FakeDocker:
         self._rec("version")
         return {"Version": "fake", "Arch": "amd64"}
 
-    def list(self, labels) -> list[dict]:
+    def list(self, labels, running: bool = False) -> list[dict]:
         self._rec("list", tuple(labels))
         want = [labels] if isinstance(labels, str) else list(labels)
 
@@ -76,7 +76,7 @@ class FakeDocker:
 
         return [{"Id": c["Id"], "Names": [f"/{c['Name']}"], "Labels": dict(c["Labels"]), "State": c["State"]["Status"],
                  "Image": c["Image"], "NetworkSettings": {"Networks": {"bridge": {"IPAddress": c["IP"]}}}}
-                for c in self.containers.values() if ok(c["Labels"])]
+                for c in self.containers.values() if ok(c["Labels"]) and (not running or c["State"]["Status"] == "running")]
 
     def inspect(self, cid: str) -> dict:
         self._rec("inspect", cid)

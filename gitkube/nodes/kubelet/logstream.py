@@ -34,14 +34,14 @@ def log_kwargs(tail: int | None, since: float | None, timestamps: bool) -> dict:
 
 def read_lines(h: NodeHandle, src: LogSource, kw: dict) -> list[bytes]:
     """A container's log lines now (not following)."""
-    data = h.docker.call(h.docker.api.logs, src.cid, **kw)
+    data = h.docker.logs(src.cid, **kw)
     return data.splitlines(keepends=True)
 
 
 def follow(h: NodeHandle, src: LogSource, kw: dict, sink: Callable[[LogSource, bytes], None],
            stop: threading.Event) -> None:
     """Stream a container's new lines to sink(src, line) until it ends or `stop` is set (checked per chunk)."""
-    stream = h.docker.api.logs(src.cid, stream=True, follow=True, **kw)
+    stream = h.docker.logs_stream(src.cid, **kw)
     buf = b""
     try:
         for chunk in stream:

@@ -30,7 +30,7 @@ def sample_node(h: NodeHandle, concurrency: int = DEFAULT_CONCURRENCY) -> NodeSa
     """Every running gitkube container's reading on one node (containers that stop meanwhile are left out)."""
     t0 = time.monotonic()
     calls = 1
-    listed = h.docker.call(h.docker.api.containers, filters={"label": ["io.gitkube.managed=true"], "status": "running"})
+    listed = h.docker.list(["io.gitkube.managed=true"], running=True)
     wanted = [c for c in listed
               if (c.get("Labels") or {}).get("io.gitkube.container.name") != INFRA
               and ((c.get("Labels") or {}).get("io.gitkube.pod.uid") or (c.get("Labels") or {}).get("io.gitkube.role"))]

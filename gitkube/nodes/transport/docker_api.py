@@ -118,8 +118,10 @@ class NodeDocker:
     def version(self) -> dict:
         return self.call(self.api.version)
 
-    def list(self, labels: list[str] | str) -> list[dict]:
-        """Containers (running or not) carrying every given label filter ("key=value" or "key")."""
+    def list(self, labels: list[str] | str, running: bool = False) -> list[dict]:
+        """Containers (running or not; only running ones with `running`) carrying every given label filter."""
+        if running:
+            return self.call(self.api.containers, filters={"label": labels, "status": "running"})
         return self.call(self.api.containers, all=True, filters={"label": labels})
 
     def inspect(self, cid: str) -> dict:
