@@ -24,6 +24,10 @@ def register(sub) -> None:
                     "(or Succeeded) and every Deployment's rollout is complete; exit non-zero saying which are not, "
                     "at once when a rollout exceeds its progressDeadlineSeconds")
     ap.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up --wait after S seconds (default 300)")
+    ap.add_argument("--heartbeat-timeout", type=float, default=6.0, metavar="S",
+                    help="wait up to S seconds for each node's heartbeat (SSH, then Docker info) before counting it "
+                    "unreachable for this pass (default 6; a fresh process connects first, which on a slow link takes "
+                    "longer); use the same value as the `diff` whose plan fingerprint you pass")
     ap.add_argument("--show-plan", action="store_true", help="print the plan the first pass executed, as `diff` "
                     "prints it: pods created, deleted, bound, and each node action that was carried out")
     ap.add_argument("--plan-fingerprint", metavar="F", help="apply only if the plan is still the one `diff` printed "
@@ -210,7 +214,7 @@ def _finish(args, ctrl, run: _ApplyRun, code: int) -> int:
 def cmd_apply(args) -> int:
     from gitkube.source import SourceError
 
-    ctrl = _open_controller(args)
+    ctrl = _open_controller(args, probe_timeout=args.heartbeat_timeout)
     run = _ApplyRun()
     try:
         try:

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "one container list each) and nothing is written, in the state DB or on any node.",
         epilog="exit status: 0 in sync, 1 differences found, 2 error (unreadable or invalid revision, bad state DB)")
     add_source_args(p)
+    p.add_argument("--heartbeat-timeout", type=float, default=6.0, metavar="S",
+                   help="wait up to S seconds for each node's heartbeat (SSH, then Docker info) before counting it "
+                        "unreachable (default 6; a fresh process connects first, which on a slow link takes longer)")
     p.add_argument("--objects-only", action="store_true",
                    help="only compare objects; do not probe the nodes or compute the scheduling/node plan")
     p.add_argument("--offline", action="store_true",
@@ -273,7 +276,7 @@ def _node_plan_lines(args) -> list[str] | None:
         print(f"note: no inventory ({args.inventory}): objects only, no scheduling or node plan", file=sys.stderr)
         return []
     ctrl = Controller(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory, args.age_identity),
-                      writer=False)
+                      writer=False, probe_timeout=args.heartbeat_timeout)
     try:
         obs, _ = ctrl.observe(offline=args.offline)
         if obs.refused_what == "inventory":

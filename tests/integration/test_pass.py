@@ -54,9 +54,9 @@ def test_diff_touches_no_node_and_apply_executes_the_printed_plan(fleet, tmp_pat
     cl = Cluster(fleet, tmp_path, repo=wt.path)
     wt.commit({"web.yaml": rc_yaml("web", 3), "solo.yaml": pod_yaml("solo")}, "web x3 and a pod")
     with cleaned_up(cl, wt):
-        for attempt in range(3):  # a node slow to answer one heartbeat (a loaded machine) changes the plan: again
+        for attempt in range(4):  # a node slow to answer one heartbeat (a loaded machine) changes the plan: again
             since = time.time()
-            d = cl.gk("diff", *cl.src(), check=False)
+            d = cl.gk("diff", *cl.src(), "--heartbeat-timeout", "30", check=False)
             assert d.returncode == 1, d.stderr
             until = time.time() + 0.5
             time.sleep(0.6)
@@ -69,7 +69,7 @@ def test_diff_touches_no_node_and_apply_executes_the_printed_plan(fleet, tmp_pat
                 continue
             assert "+ pod default/web-" in d.stdout and "> pod default/solo → node" in d.stdout
             t0 = time.time()
-            a = cl.apply("--plan-fingerprint", fp, "--show-plan", check=False)
+            a = cl.apply("--plan-fingerprint", fp, "--show-plan", "--heartbeat-timeout", "30", check=False)
             if a.returncode == 0 or "the world moved" not in a.stderr:
                 break
             print(f"attempt {attempt + 1}: {a.stderr.strip()}")
@@ -86,7 +86,7 @@ def test_diff_touches_no_node_and_apply_executes_the_printed_plan(fleet, tmp_pat
         # The world moves (a new revision): the old fingerprint is refused, nothing changes.
         wt.commit({"web.yaml": rc_yaml("web", 3), "solo.yaml": pod_yaml("solo"), "two.yaml": pod_yaml("two")}, "+two")
         t1 = time.time()
-        r = cl.apply("--plan-fingerprint", fp, check=False)
+        r = cl.apply("--plan-fingerprint", fp, "--heartbeat-timeout", "30", check=False)
         assert r.returncode == 1 and "the world moved" in r.stderr, r.stderr
         time.sleep(0.6)
         assert not any(e.split()[0] in MUTATING for n in NODES for e in docker_events(fleet, n, t1, time.time()))
