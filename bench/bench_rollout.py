@@ -68,12 +68,15 @@ def one(c: Cluster, urls: list[str], replicas: int, strategy: str) -> tuple[floa
         took = time.monotonic() - t0
     c.commit({}, "nothing")
     eventually(lambda: not c.get("pods").get("items"), 180, interval=1, what="pods gone")
+    for f in load.failed[:3]:
+        print(f"    e.g. {f}", flush=True)
     return took, len(load.failed), len(load.results)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicas", default="3,30", help="comma-separated replica counts (default 3,30)")
+    ap.add_argument("--strategies", default="RollingUpdate,Recreate", help="comma-separated (default both)")
     ap.add_argument("--keep", action="store_true", help="leave the sandbox up")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gk-bench-rollout-"))
@@ -91,7 +94,7 @@ def main() -> int:
     rows = []
     try:
         for n in [int(x) for x in args.replicas.split(",")]:
-            for strategy in ("RollingUpdate", "Recreate"):
+            for strategy in args.strategies.split(","):
                 took, failed, total = one(c, urls, n, strategy)
                 rows.append((n, strategy, took, failed, total))
                 print(f"{n:>3} replicas  {strategy:<13}  rollout {took:6.1f}s  failed {failed:>4} of {total:>5} requests",
@@ -106,8 +109,10 @@ def main() -> int:
             gk("sandbox", "down", state_dir=state, check=False, timeout=300, env={"GITKUBE_SANDBOX_ID": str(SID)})
     print("\nrollout time, RollingUpdate / Recreate (same run):")
     for n in sorted({r[0] for r in rows}):
-        ru = next(r for r in rows if r[0] == n and r[1] == "RollingUpdate")
-        rc = next(r for r in rows if r[0] == n and r[1] == "Recreate")
+        ru = next((r for r in rows if r[0] == n and r[1] == "RollingUpdate"), None)
+        rc = next((r for r in rows if r[0] == n and r[1] == "Recreate"), None)
+        if ru is None or rc is None:
+            continue
         print(f"  {n:>3} replicas: {ru[2]:.1f}s / {rc[2]:.1f}s = {ru[2] / rc[2]:.2f}x; failed requests {ru[3]} vs {rc[3]}")
     return 0
 

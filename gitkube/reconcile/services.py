@@ -300,6 +300,9 @@ HAPROXY_HEADER = """\
 global
     maxconn 4096
     hard-stop-after 15m
+    # Seamless reloads: the master hands the listening sockets to the new worker (-x), so no connection
+    # queued on the old worker's sockets is reset when it stops listening.
+    stats socket /run/haproxy/admin.sock mode 600 level user expose-fd listeners
 
 defaults
     mode tcp

@@ -184,7 +184,22 @@ def _rollout(c, commit_files: dict, message: str, *, expect_fail: bool = False, 
     return r
 
 
+def _preview_diff(c, files: dict) -> subprocess.CompletedProcess:
+    """`gitkube diff` of a commit made in a clone (the served repository does not see it)."""
+    preview = c.repo.parent / "preview"
+    if not preview.exists():
+        subprocess.run(["git", "clone", "-q", str(c.repo), str(preview)], check=True, timeout=60)
+    subprocess.run(["git", "pull", "-q"], cwd=preview, check=True, timeout=60)
+    for name, text in files.items():
+        (preview / "manifests" / name).write_text(text)
+    subprocess.run(["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.com", "commit", "-qam", "preview"],
+                   cwd=preview, check=True, timeout=60)
+    return c.gk("diff", "--repo", str(preview), "--inventory", str(c.fleet.inventory), "--objects-only", check=False)
+
+
 def test_rolling_update_drops_no_request(web):
+    d = _preview_diff(web, {"web.yaml": dump(SERVICE, deployment("v2"))})
+    assert d.returncode == 1 and "~ rollout default/web: 3 pods v1 → v2, maxSurge 1, maxUnavailable 0" in d.stdout, d.stdout
     t0 = time.monotonic()
     with Sampler(web.state) as sampler, Load(web.addresses) as load:
         time.sleep(2)
@@ -270,3 +285,20 @@ def test_recreate_drops_requests(web):
     assert load.failed, f"Recreate stops every pod before starting new ones, yet no request failed ({len(load.results)})"
     assert load.answers <= {"v1", "v2"}
     print(f"\nrecreate v2→v1: {len(load.failed)} of {len(load.results)} requests failed")
+
+
+def test_apply_wait_follows_rollouts_and_fails_past_the_deadline(web):
+    web.serve.send_signal(signal.SIGTERM)
+    web.serve.wait(timeout=60)
+    web.commit({"web.yaml": dump(SERVICE, deployment("v2"))}, "web v2 by apply --wait")
+    r = web.gk("apply", *web.src(), "--wait", "--timeout", "120", timeout=200)
+    d = web.get("deploy", "web")
+    assert d["status"]["updatedReplicas"] == 3 and d["status"]["availableReplicas"] == 3, (r.stderr, d["status"])
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
+    web.commit({"web.yaml": dump(SERVICE, deployment("v3", probe_path="/no-such-page", deadline=10))}, "broken v3")
+    r = web.gk("apply", *web.src(), "--wait", "--timeout", "120", check=False, timeout=200)
+    assert r.returncode == 1 and "exceeded its progress deadline" in r.stderr, r.stderr[-2000:]
+    web.commit({}, "no more web")
+    web.gk("apply", *web.src(), "--wait", "--timeout", "120", timeout=200)
+    assert web.get("deploy").get("items") == [] and web.get("rs").get("items") == []
+    assert [p for p in web.get("pods").get("items") if p["metadata"]["labels"].get("app") == "rollout-web"] == []

@@ -155,3 +155,56 @@ def test_burst_of_300_replicas_lands_evenly():
     # Kubernetes' scores are integers 0-10: at ~100 pods a node one pod ahead scores the same for spreading
     # (int(10 * 1/100) == 0), so the spread is close to even, not exact.
     assert sum(per.values()) == 300 and max(per.values()) - min(per.values()) <= 12, per
+
+
+# -- Deployments and ReplicaSets ----------------------------------------------------------------------------
+def deployment(replicas: int = 3, image: str = "busybox", uid: str = "dep-web", deleting: bool = False) -> dict:
+    m = {"name": "web", "namespace": "default", "uid": uid, "generation": 1, "creationTimestamp": "2024-01-01T00:00:00Z"}
+    if deleting:
+        m["deletionTimestamp"] = "2024-01-02T00:00:00Z"
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": m,
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "app", "image": image}]}}}}
+
+
+def test_a_deployment_creates_its_replicaset_and_pods_in_one_pass():
+    plan = plan_cluster([], [], [], NODES, NOW, rng=random.Random(1), deployments=[deployment()], git_commit="c" * 40)
+    [rs] = plan.apps.rs_create
+    h = rs["metadata"]["labels"]["pod-template-hash"]
+    assert rs["metadata"]["name"] == f"web-{h}" and rs["spec"]["replicas"] == 3
+    assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", "pod-template-hash": h}
+    assert rs["metadata"]["ownerReferences"][0] | {} == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                                          "uid": "dep-web", "controller": True, "blockOwnerDeletion": True}
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    assert rs["metadata"]["annotations"]["gitkube.io/git-commit"] == "c" * 40
+    assert len(plan.create) == 3 and len(plan.bindings) == 3
+    for c in plan.create:
+        m = c.pod["metadata"]
+        assert m["labels"] == {"app": "web", "pod-template-hash": h} and m["name"].startswith(f"web-{h}-")
+        assert m["ownerReferences"][0]["kind"] == "ReplicaSet" and m["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]
+    st = plan.apps.deployment_status[("default", "web")]
+    assert st["observedGeneration"] == 1 and st["replicas"] == 0
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Progressing"] == "NewReplicaSetCreated"
+    assert plan.rs_status[("default", rs["metadata"]["name"])]["replicas"] == 0
+
+
+def test_a_deleted_deployment_takes_its_replicasets_and_pods():
+    first = plan_cluster([], [], [], NODES, NOW, rng=random.Random(1), deployments=[deployment()])
+    [rs] = first.apps.rs_create
+    pods = [c.pod for c in first.create]
+    plan = plan_cluster(pods, [], [], NODES, NOW, deployments=[deployment(deleting=True)], replicasets=[rs])
+    assert [(ns, n) for ns, n, _ in plan.apps.rs_delete] == [("default", rs["metadata"]["name"])]
+    assert sorted(d.name for d in plan.delete) == sorted(p["metadata"]["name"] for p in pods)
+
+
+def test_a_standalone_replicaset_is_managed_like_an_rc_with_a_set_based_selector():
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "cache", "namespace": "default", "uid": "rs-cache", "generation": 1},
+          "spec": {"replicas": 2, "selector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["cache"]}]},
+                   "template": {"metadata": {"labels": {"tier": "cache"}}, "spec": spec()}}}
+    orphan = pod("loose", labels={"tier": "cache"}, node_name="n1")
+    plan = plan_cluster([orphan], [], [], NODES, NOW, rng=random.Random(2), replicasets=[rs])
+    assert [o.name for o in plan.owners] == ["loose"] and plan.owners[0].owner["kind"] == "ReplicaSet"
+    assert len(plan.create) == 1 and plan.rs_status[("default", "cache")]["replicas"] == 1

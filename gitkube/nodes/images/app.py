@@ -26,6 +26,7 @@ PACKAGES = {
 HAPROXY_EMPTY_CFG = b"""\
 global
     maxconn 4096
+    stats socket /run/haproxy/admin.sock mode 600 level user expose-fd listeners
 defaults
     mode tcp
     timeout connect 3s

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 
 L = "io.gitkube."
 MANAGED = f"{L}managed"
+ENDPOINT_DRAIN_SECONDS = 1.0
+
+
+def _was_ready(status: dict | None) -> bool:
+    """Whether a pod's last status had it Ready, i.e. in its Services' Endpoints until this pass."""
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (status or {}).get("conditions") or [])
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,10 @@ class PodRuntime:
         # (as the kubelet's pod workers do) instead of holding up every other pod on every node.
         self._terminating: set[str] = set()
         self._reaper: cf.ThreadPoolExecutor | None = None  # made on first use, shut down by drain()
+        # A Ready pod being deleted has already left its Services' Endpoints and every node's proxy in this pass;
+        # its termination (preStop, then the stop signal) waits this long more, so that requests the proxies'
+        # old workers sent it just before finish (issue 11: rolling updates drop no request).
+        self.endpoint_drain = ENDPOINT_DRAIN_SECONDS
         self.config_vols = ConfigVolumes(handle)  # config volumes' files written in running pods
 
     @property
@@ -268,6 +278,8 @@ class PodRuntime:
 
         def run() -> None:
             try:
+                if w is not None and w.deleting and _was_ready(w.last_status):
+                    time.sleep(self.endpoint_drain)
                 self.kill_pod(a.pod_uid, seen, w, a.grace, a.reason)
             except Exception as e:  # noqa: BLE001 - reported; the next pass sees what is left and tries again
                 log.warning("node %s: terminating pod %s failed (retried next pass): %s", self.node, a.pod_uid, e)
