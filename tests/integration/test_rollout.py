@@ -239,7 +239,7 @@ def test_rolling_update_drops_no_request(web):
 
 
 def test_broken_rollout_stops_and_is_undone(web):
-    broken = deployment("v3", probe_path="/no-such-page", deadline=15)
+    broken = deployment("v3", probe_path="/no-such-page", deadline=10)
     with Load(web.addresses) as load:
         r = _rollout(web, {"web.yaml": dump(SERVICE, broken)}, "web v3 (broken readiness)", expect_fail=True, timeout=90)
         assert 'deployment "web" exceeded its progress deadline' in r.stderr
@@ -295,7 +295,7 @@ def test_apply_wait_follows_rollouts_and_fails_past_the_deadline(web):
     d = web.get("deploy", "web")
     assert d["status"]["updatedReplicas"] == 3 and d["status"]["availableReplicas"] == 3, (r.stderr, d["status"])
     assert d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
-    web.commit({"web.yaml": dump(SERVICE, deployment("v3", probe_path="/no-such-page", deadline=10))}, "broken v3")
+    web.commit({"web.yaml": dump(SERVICE, deployment("v3", probe_path="/no-such-page", deadline=6))}, "broken v3")
     r = web.gk("apply", *web.src(), "--wait", "--timeout", "120", check=False, timeout=200)
     assert r.returncode == 1 and "exceeded its progress deadline" in r.stderr, r.stderr[-2000:]
     web.commit({}, "no more web")
