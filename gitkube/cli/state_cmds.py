@@ -400,10 +400,17 @@ def _live_nodes(inventory: str, store) -> list[dict]:
     from gitkube.nodes.transport.fleet import Fleet, node_object
     from gitkube.nodes.inventory import load_inventory
 
+    import dataclasses
+
     nodes = load_inventory(inventory)
     fleet = Fleet(nodes)
     try:
         probes = fleet.probe()
+        # the host identity (bootID, machineID, systemUUID), which heartbeats read in the background
+        ok = [n for n, p in probes.items() if p.ok and p.ids is None]
+        for name, ids in (fleet.map(lambda h: h.host_ids(), ok, timeout=6.0) if ok else {}).items():
+            if isinstance(ids, dict):
+                probes[name] = dataclasses.replace(probes[name], ids=ids)
     finally:
         fleet.close()
     return [node_object(n, probes.get(n.name), store.get("Node", "", n.name)) for n in nodes]

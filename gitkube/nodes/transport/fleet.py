@@ -39,17 +39,27 @@ class NodeHandle:
     def name(self) -> str:
         return self.config.name
 
+    def cached_ids(self) -> dict | None:
+        """The host identity read on this SSH connection, or None when it has not been read yet."""
+        if self._ids is not None and self._ids[0] == self.ssh.connects and self.ssh.connected:
+            return self._ids[1]
+        return None
+
     def host_ids(self) -> dict:
         """The node's bootID, machineID and systemUUID, read once per SSH connection (a reboot drops the
         connection, so a new boot is read again): /proc/sys/kernel/random/boot_id, /etc/machine-id and
         /sys/class/dmi/id/product_uuid (machine-id when the firmware gives none or it is not readable)."""
-        if self._ids is not None and self._ids[0] == self.ssh.connects and self.ssh.connected:
-            return self._ids[1]
-        ids = {}
-        for key, path in (("bootID", "/proc/sys/kernel/random/boot_id"), ("machineID", "/etc/machine-id"),
-                          ("systemUUID", "/sys/class/dmi/id/product_uuid")):
-            rc, out, _ = self.ssh.run(["cat", path], timeout=5.0)
-            ids[key] = out.decode(errors="replace").strip() if rc == 0 else ""
+        cached = self.cached_ids()
+        if cached is not None:
+            return cached
+        files = {"bootID": "/proc/sys/kernel/random/boot_id", "machineID": "/etc/machine-id",
+                 "systemUUID": "/sys/class/dmi/id/product_uuid"}
+        # one command for all three (an exec costs a process on the node; a busy node answers each slowly):
+        # cat prints the files it can read in order, one line each, and names the others on stderr
+        _rc, out, err = self.ssh.run(["cat", *files.values()], timeout=5.0)
+        unread = err.decode(errors="replace")
+        lines = iter(out.decode(errors="replace").splitlines())
+        ids = {k: ("" if f"{path}:" in unread else next(lines, "").strip()) for k, path in files.items()}
         ids["systemUUID"] = ids["systemUUID"].lower() or ids["machineID"]
         if ids["bootID"] and ids["machineID"]:  # a read cut short (a busy node) is tried again next heartbeat
             self._ids = (self.ssh.connects, ids)
@@ -92,6 +102,7 @@ class Fleet:
         self._probing: dict[str, cf.Future] = {}  # node -> its heartbeat in flight (at most one each)
         self._last_probe: dict[str, bool] = {}  # node -> whether its last heartbeat succeeded
         self._probe_lock = threading.Lock()
+        self._ids_reading: dict[str, cf.Future] = {}  # node -> its host identity read in flight
 
     def __getitem__(self, name: str) -> NodeHandle:
         return self.nodes[name]
@@ -126,7 +137,9 @@ class Fleet:
             t0 = time.monotonic()
             info = h.docker.info()
             ver = h.docker.version()
-            ids = h.host_ids()
+            ids = h.cached_ids()
+            if ids is None:
+                self._read_ids(h)  # off the heartbeat's path: a busy node takes seconds per command
             return ProbeResult(h.name, True, info, ver, "KubeletReady", "docker engine is ready",
                                time.monotonic() - t0, ids)
 
@@ -169,6 +182,14 @@ class Fleet:
             out[name] = r
             self._last_probe[name] = r.ok
         return out
+
+    def _read_ids(self, h: NodeHandle) -> None:
+        """Read a node's host identity in the background, one read at a time per node; a later heartbeat
+        (or host_ids()) finds it cached."""
+        with self._probe_lock:
+            f = self._ids_reading.get(h.name)
+            if f is None or f.done():
+                self._ids_reading[h.name] = self._pool.submit(h.host_ids)
 
     def close(self) -> None:
         self._handlers.shutdown(wait=False, cancel_futures=True)
