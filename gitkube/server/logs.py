@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures as cf
 import logging
 import threading
+import time
 
 from aiohttp import web
 
@@ -61,6 +62,7 @@ async def pod_log(request: web.Request, t) -> web.StreamResponse:
         return not_found("pods", t.name)
     try:
         tail = _int(q.get("tailLines"), "tailLines")
+        since = _int(q.get("sinceSeconds"), "sinceSeconds")
     except query.BadRequest as e:
         return status_response(400, str(e))
     follow = q.get("follow") in ("true", "1", "True")
@@ -86,7 +88,10 @@ async def pod_log(request: web.Request, t) -> web.StreamResponse:
     if cid is None:
         what = "previous terminated container" if previous else "container"
         return status_response(400, f'{what} "{container}" in pod "{t.name}" is waiting to start or not found')
-    kw = {"stdout": True, "stderr": True, "tail": tail if tail is not None and tail >= 0 else "all"}
+    kw = {"stdout": True, "stderr": True, "tail": tail if tail is not None and tail >= 0 else "all",
+          "timestamps": q.get("timestamps") in ("true", "1", "True")}
+    if since is not None:  # sinceSeconds (kubectl logs --since): the engine takes a Unix time
+        kw["since"] = int(time.time()) - since
     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
     resp.enable_chunked_encoding()
     if not follow:
