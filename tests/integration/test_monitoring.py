@@ -274,6 +274,7 @@ def test_logs_follow_interleaves_the_frontends(mon):
         except subprocess.TimeoutExpired:
             p.kill()
     fresh = live()
+    assert fresh, f"no live lines; got {[ln for _, ln in lines[-10:]]}; stderr: {p.stderr.read()[-2000:]}"
     pods = [re.match(r"\[pod/(frontend-[a-z0-9]+)/php-redis\] tick ", ln).group(1) for ln in fresh]
     assert len(set(pods)) == 3, [ln for _, ln in lines[-20:]]
     switches = sum(1 for a, b in zip(pods, pods[1:]) if a != b)
