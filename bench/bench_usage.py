@@ -55,6 +55,8 @@ def timed_passes(ctrl, n: int) -> list[float]:
 
 
 def main() -> int:
+    """The bench as one straight script (bring up, measure, print, tear down): longer than 60 lines because the
+    steps share the sandbox and the controller and read best in order."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pods", type=int, default=300)
     ap.add_argument("--passes", type=int, default=5)

@@ -136,13 +136,23 @@ def mon(fleet, tmp_path_factory):
     c = Cluster(fleet, tmp)
     c.gk("images", "load", "all", "--inventory", str(fleet.inventory), timeout=300)
     c.commit({**guestbook_files(3), **workload_files()}, "guestbook and workloads")
-    c.apply(timeout=180)
     m = Monitored(c, tmp)
-    m.start()
+    m.start()  # serve brings them up (and rides out a node that misses a heartbeat on a loaded machine)
+
+    def all_running():
+        pods = c.get("pods")["items"]
+        return len(pods) == 9 and all(p["status"].get("phase") == "Running" and any(
+            k["type"] == "Ready" and k["status"] == "True" for k in p["status"].get("conditions") or [])
+            for p in pods if p["metadata"]["name"] != "flaky")
+    try:
+        eventually(all_running, 300, interval=2, what="the Guestbook and the workloads Running and Ready")
+    except AssertionError:
+        m.stop()
+        raise AssertionError(f"pods not up; serve's log:\n{m.log_tail()}") from None
     yield m
     m.stop()
     c.commit({}, "empty")
-    c.apply(timeout=180)
+    c.gk("apply", *c.src(), check=False, timeout=300)  # cleanup: a node slow under load is cleaned by the next file
 
 
 def test_prometheus_scrapes_passes_phases_restarts_and_cpu(mon):
@@ -255,28 +265,34 @@ def test_logs_follow_interleaves_the_frontends(mon):
                           "name=frontend", "-f", "--prefix", "--inventory", str(mon.c.fleet.inventory)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str]] = []  # (when it arrived here, the line)
-
-    def live():  # lines that arrived within 3 s of being written (each carries its writing time, in seconds)
-        return [ln for t, ln in lines if t - int(ln.split()[-1]) <= 3.0]
-
+    pod_of = lambda ln: re.match(r"\[pod/(frontend-[a-z0-9]+)/php-redis\] tick ", ln).group(1)  # noqa: E731
+    all_in = None  # when every frontend's stream had delivered (a loaded machine connects to nodes slowly)
     try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and len(live()) < 30:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
             ln = p.stdout.readline()
             if not ln:
                 break
             if ln.split()[-1].isdigit():
                 lines.append((time.time(), ln.rstrip("\n")))
+            if all_in is None and len({pod_of(x) for _, x in lines}) == 3:
+                all_in = time.time()
+            if all_in is not None and sum(1 for t, _ in lines if t > all_in + 1) >= 30:
+                break
     finally:
         p.send_signal(signal.SIGINT)
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
-    fresh = live()
-    assert fresh, f"no live lines; got {[ln for _, ln in lines[-10:]]}; stderr: {p.stderr.read()[-2000:]}"
-    pods = [re.match(r"\[pod/(frontend-[a-z0-9]+)/php-redis\] tick ", ln).group(1) for ln in fresh]
-    assert len(set(pods)) == 3, [ln for _, ln in lines[-20:]]
+    assert all_in is not None, f"not every frontend's lines came: {[x for _, x in lines[-10:]]}; " \
+                               f"stderr: {p.stderr.read()[-2000:]}"
+    # Once every stream is open: lines arrive within 3 s of being written (each carries its writing second).
+    fresh = [x for t, x in lines if t > all_in + 1]
+    late = [x for t, x in lines if t > all_in + 1 and t - int(x.split()[-1]) > 3.0]
+    assert len(late) <= len(fresh) // 5, late
+    pods = [pod_of(x) for x in fresh]
+    assert len(set(pods)) == 3, fresh
     switches = sum(1 for a, b in zip(pods, pods[1:]) if a != b)
     assert switches >= 6, pods  # interleaved as written, not one pod's lines after another's
     for ln in fresh:  # each line's pod is the one its prefix names
