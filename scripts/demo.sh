@@ -12,11 +12,11 @@ if $GK images --help >/dev/null 2>&1; then
 fi
 $GK get nodes -o wide --inventory inventory.yaml
 echo "--- applying manifests/guestbook (waiting until every pod is Running and Ready)" >&2
-$GK apply --repo . --path manifests/guestbook --inventory inventory.yaml --wait --timeout 240
+$GK apply --repo . --path manifests/guestbook --inventory inventory.yaml --age-identity manifests/DEMO-ONLY-age-identity.txt --wait --timeout 240
 echo "--- applying all example manifests (hello-world, the Pod chapter)" >&2
-$GK apply --repo . --path manifests --inventory inventory.yaml
+$GK apply --repo . --path manifests --inventory inventory.yaml --age-identity manifests/DEMO-ONLY-age-identity.txt
 sleep 3
-$GK apply --repo . --path manifests --inventory inventory.yaml
+$GK apply --repo . --path manifests --inventory inventory.yaml --age-identity manifests/DEMO-ONLY-age-identity.txt
 echo "--- what runs where" >&2
 $GK get pods -o wide
 $GK get rc

@@ -22,6 +22,8 @@ CLIENT_TYPES = {
     "Event": "CoreV1Event",
     "Endpoints": "V1Endpoints",
     "Deployment": "V1Deployment",
+    "ConfigMap": "V1ConfigMap",
+    "Secret": "V1Secret",
     "ReplicaSet": "V1ReplicaSet",
 }
 
@@ -59,7 +61,9 @@ def _normalise_times(value):
 
 
 def _example_objects():
-    rev = load_directory(str(MANIFESTS))
+    from gitkube.source.secrets import load_identities
+
+    rev = load_directory(str(MANIFESTS), identities=load_identities(str(MANIFESTS / "DEMO-ONLY-age-identity.txt")))
     assert rev.problems == [], [str(p) for p in rev.problems]
     return rev.objects
 
@@ -75,8 +79,9 @@ def test_every_example_manifest_is_covered() -> None:
 def test_example_round_trips_through_the_official_client(obj) -> None:
     ours = to_k8s(obj)
     assert _through_client(ours) == ours
-    # and back into our model unchanged
-    assert parse_object(ours) == obj
+    # and back into our model unchanged (a Secret's values are redacted: not a Secret one could apply)
+    if obj.kind != "Secret":
+        assert parse_object(ours) == obj
 
 
 FULL_POD = {

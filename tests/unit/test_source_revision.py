@@ -162,9 +162,13 @@ def test_load_directory(tmp_path: Path) -> None:
 
 
 def test_example_manifests_are_valid() -> None:
+    from gitkube.source.secrets import load_identities
+
     root = Path(__file__).resolve().parents[2] / "manifests"
-    rev = load_directory(str(root))
+    assert any("no identity was given" in p.message for p in load_directory(str(root)).problems)
+    rev = load_directory(str(root), identities=load_identities(str(root / "DEMO-ONLY-age-identity.txt")))
     assert rev.problems == []
+    assert rev.config[("Secret", "default", "redis-auth")].data["username"] == b"guestbook"
     by_name = {(o.kind, o.metadata.name): o for o in rev.objects}
     assert by_name[("ReplicationController", "redis-slave")].spec.replicas == 2
     assert by_name[("ReplicationController", "frontend")].spec.replicas == 3

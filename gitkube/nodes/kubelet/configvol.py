@@ -17,7 +17,6 @@ import tarfile
 import threading
 import time
 
-from gitkube.nodes.transport.docker_api import APIError, NotFound
 from gitkube.reconcile.configrefs import VolumeFiles, config_volumes
 
 L = "io.gitkube."
@@ -98,7 +97,10 @@ class ConfigVolumes:
         self._lock = threading.Lock()
 
     def ensure(self, infra_id: str, vf: VolumeFiles) -> bool:
-        """Make the volume hold exactly `vf` (True when files were written). Raises VolumeWriteError."""
+        """Make the volume hold exactly `vf` (True when files were written). Raises VolumeWriteError.
+
+        Which version the volume holds is read from `..data`'s link target (an archive stat, no exec); only a
+        new version costs an exec: listing the names to remove once `..data` points at the new one."""
         key = (infra_id, vf.volume)
         with self._lock:
             if self._written.get(key) == vf.digest:
@@ -107,17 +109,20 @@ class ConfigVolumes:
         gen = f"..{vf.digest}"
         keep = {".", "..", "..data", gen, *_tops(vf)}
         try:
-            names = set(_exec(self.h, infra_id, [BUSYBOX, "ls", "-1a", d]).split("\n")) - {""}
-            wrote = False
-            if gen not in names or names - keep or set(_tops(vf)) - names:
+            stat = self.h.docker.archive_stat(infra_id, f"{d}/..data")
+            if posixpath.basename(((stat or {}).get("linkTarget") or "").rstrip("/")) == gen:
+                wrote = False
+            else:
                 self.h.docker.put_archive(infra_id, d, _tar(vf, time.time()))
                 wrote = True
-            stale = sorted(names - keep)
-            if stale:
-                _exec(self.h, infra_id, [BUSYBOX, "rm", "-rf", "--", *(f"{d}/{n}" for n in stale)])
-        except (APIError, NotFound) as e:
-            raise VolumeWriteError(f"cannot write the volume's files in the pod's infra container (a sandbox made "
-                                   f"before this volume was in the pod's spec is replaced with the pod): "
+                names = set(_exec(self.h, infra_id, [BUSYBOX, "ls", "-1a", d]).split("\n")) - {""}
+                stale = sorted(names - keep)
+                if stale:
+                    _exec(self.h, infra_id, [BUSYBOX, "rm", "-rf", "--", *(f"{d}/{n}" for n in stale)])
+        except VolumeWriteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - API refusals and timeouts alike: the next pass tries again
+            raise VolumeWriteError(f"cannot write the volume's files in the pod's infra container: "
                                    f"{getattr(e, 'explanation', None) or e}") from None
         with self._lock:
             self._written[key] = vf.digest

@@ -178,6 +178,17 @@ class NodeDocker:
     def put_archive(self, cid: str, path: str, data: bytes) -> None:
         self.call(self.api.put_archive, cid, path, data)
 
+    def archive_stat(self, cid: str, path: str) -> dict | None:
+        """What Docker says of a path in a container (name, size, mode, linkTarget), None when it does not exist.
+        The one-entry tar of the path is drained unread."""
+        try:
+            stream, stat = self.call(self.api.get_archive, cid, path)
+        except NotFound:
+            return None
+        for _ in stream:
+            pass
+        return stat
+
     def get_archive(self, cid: str, path: str) -> bytes:
         stream, _ = self.call(self.api.get_archive, cid, path)
         return b"".join(stream)
