@@ -148,6 +148,18 @@ def read_endpoint(state_dir: str) -> dict | None:
         return None
 
 
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ApiServer:
     """The API server in a thread of its own: start() binds (raising OSError when it cannot), stop() ends it."""
 
@@ -204,8 +216,11 @@ class ApiServer:
         self.url = f"{'https' if self.tls else 'http'}://{host}:{self.port}"
         d = api_dir(self.ctx.state_dir)
         os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "endpoint.json"), "w") as f:
-            json.dump({"server": self.url, "pid": os.getpid()}, f)
+        ep = read_endpoint(self.ctx.state_dir)
+        if not (ep and ep.get("pid") != os.getpid() and _alive(ep.get("pid"))):
+            # the first live server of a state dir is the one `gitkube kubeconfig` names (serve, usually)
+            with open(os.path.join(d, "endpoint.json"), "w") as f:
+                json.dump({"server": self.url, "pid": os.getpid()}, f)
         log.info("API server on %s%s", self.url, " (HTTPS, bearer token required)" if self.tls else "")
         return self.url
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import SID, eventually, gk
+from tests.integration.conftest import SID, eventually
 from tests.integration.test_control_loops import (
     Cluster,
     Serve,
@@ -318,24 +318,26 @@ def test_official_client_watch_streams_pod_events(api):
 
 
 # -- HTTPS and the token, served by the read-only `gitkube api` beside serve -------------------------------------
-def test_gitkube_api_over_https_requires_the_token(api, tmp_path):
+def test_gitkube_api_beside_serve_over_https_requires_the_token(api):
+    """`gitkube api` on serve's own state dir: no writer lock needed, the same objects, HTTPS with the token."""
     env = {**os.environ, "GITKUBE_SANDBOX_ID": str(SID)}
-    proc = subprocess.Popen([sys.executable, "-m", "gitkube", "--state-dir", str(tmp_path / "view"), "api",
+    proc = subprocess.Popen([sys.executable, "-m", "gitkube", "--state-dir", str(api.cl.state), "api",
                              "--api-listen", "127.0.0.1:0", "--api-tls", *api.cl.src()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        # a state dir of its own (its certificate, token and endpoint): an empty store still has `default`
         line = proc.stdout.readline()
         assert "serving https://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
         url = line.split("serving ", 1)[1].split()[0]
-        kc = tmp_path / "kc"
-        kc.write_text(gk("kubeconfig", state_dir=tmp_path / "view").stdout)
+        assert _endpoint(api.cl.state)["server"].startswith("http://"), "serve stays the state dir's recorded API"
+        kc = api.kubeconfig.parent / "kubeconfig-https"
+        kc.write_text(api.gk("kubeconfig", "--server", url).stdout)
         cfg = yaml.safe_load(kc.read_text())
-        assert cfg["clusters"][0]["cluster"]["server"] == url and cfg["users"][0]["user"]["token"]
-        r = subprocess.run([str(KUBECTL), "--kubeconfig", str(kc), "get", "ns", "-o", "name"], capture_output=True,
+        assert cfg["clusters"][0]["cluster"]["certificate-authority-data"] and cfg["users"][0]["user"]["token"]
+        r = subprocess.run([str(KUBECTL), "--kubeconfig", str(kc), "get", "pods", "-o", "name"], capture_output=True,
                            text=True, timeout=60)
-        assert r.returncode == 0 and r.stdout.split() == ["namespace/default"], r.stderr
-        ctx = ssl.create_default_context(cafile=str(tmp_path / "view" / "api" / "tls.crt"))
+        assert r.returncode == 0, r.stderr
+        assert sorted(r.stdout.split()) == sorted(api.kubectl("get", "pods", "-o", "name").stdout.split())
+        ctx = ssl.create_default_context(cafile=str(api.cl.state / "api" / "tls.crt"))
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"{url}/api/v1/pods", context=ctx, timeout=10)
         assert e.value.code == 401 and json.loads(e.value.read())["reason"] == "Unauthorized"
@@ -345,3 +347,4 @@ def test_gitkube_api_over_https_requires_the_token(api, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+    assert _endpoint(api.cl.state)["server"].startswith("http://"), "stopping it left serve's record alone"
