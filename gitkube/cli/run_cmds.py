@@ -1,6 +1,7 @@
 """`apply`, `serve`, `logs`, `exec`: the commands that act on the nodes."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -33,6 +34,7 @@ def register(sub) -> None:
     ap.add_argument("--plan-fingerprint", metavar="F", help="apply only if the plan is still the one `diff` printed "
                     "with this fingerprint; if the world moved since (a new revision, a pod, a node, a back-off), "
                     "change nothing and exit 1")
+    _proxy_mode_arg(ap)
     ap.set_defaults(func=cmd_apply)
 
     sv = sub.add_parser(
@@ -42,6 +44,7 @@ def register(sub) -> None:
         "A second controller on the same state dir is refused. SIGTERM/SIGINT stop it cleanly. One log line per pass "
         "says what changed.")
     add_source_args(sv)
+    _proxy_mode_arg(sv)
     sv.add_argument("--resync", type=float, default=10.0, metavar="S", help="full reconcile every S seconds (default 10)")
     sv.add_argument("--fetch-interval", type=float, default=30.0, metavar="S",
                     help="when --repo is a remote URL, fetch it every S seconds (default 30)")
@@ -89,12 +92,26 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+PROXY_MODES = ("iptables", "haproxy")
+
+
+def _proxy_mode_arg(p) -> None:
+    env = os.environ.get("GITKUBE_PROXY_MODE", "")
+    p.add_argument("--proxy-mode", choices=PROXY_MODES, default=env if env in PROXY_MODES else "iptables",
+                   help="how nodes answer Services: iptables (kernel NAT as kube-proxy's iptables mode: DNAT per "
+                        "Service, per-endpoint probability rules, NodePorts; no userspace hop) or haproxy (a "
+                        "userspace proxy on every node). Default: env GITKUBE_PROXY_MODE, else iptables. Switching "
+                        "removes the other mode's proxy (and its rules) from every node")
+
+
 def _open_controller(args, **kw):
     from gitkube.controller import Controller
     from gitkube.store import StoreLocked
 
     try:
-        return Controller(args.state_dir, _source(args), progress=_say, **kw)
+        ctrl = Controller(args.state_dir, _source(args), progress=_say, **kw)
+        ctrl.proxy_mode = getattr(args, "proxy_mode", None) or ctrl.proxy_mode
+        return ctrl
     except StoreLocked as e:
         raise SystemExit(fail(f"{e}\nanother gitkube apply/serve is running on this state dir; stop it or use another --state-dir", 2))
 

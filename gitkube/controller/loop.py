@@ -44,6 +44,7 @@ class Controller:
         self._fleet_key: tuple | None = None
         self.runtimes: dict[str, PodRuntime] = {}
         self.probes = None  # a ProbeManager, started by serve/apply --wait (start_probes)
+        self.proxy_mode = "iptables"  # how nodes answer Services: "iptables" (kernel NAT) or "haproxy"
         self.lock = threading.RLock()
         self.waiting: dict[tuple[str, str], tuple[str, str]] = {}  # containers held back in the last pass
         self.first_seen: dict[str, float] = {}  # node -> this process's first heartbeat of it (eviction clocks)
@@ -159,7 +160,8 @@ class Controller:
         from gitkube.nodes.dataplane.proxy import sync_services
 
         def one(h):
-            return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip)
+            return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip,
+                                 self.proxy_mode, dp.iptables_rules)
 
         out = {}
         for name, res in (self.fleet.map(one, names, timeout=300) if names else {}).items():

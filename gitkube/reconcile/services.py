@@ -34,6 +34,7 @@ __all__ = [
     "allocate",
     "proxy_services",
     "render_haproxy",
+    "backends",
     "render_hosts",
     "env_services",
     "plan_dataplane",
@@ -283,7 +284,7 @@ def proxy_services(services: Iterable[Service], alloc: Allocation) -> list[Proxy
     return out
 
 
-def _backends(ep: Endpoints | None, port: ProxyPort) -> list[tuple[str, int]]:
+def backends(ep: Endpoints | None, port: ProxyPort) -> list[tuple[str, int]]:
     """Ready (ip, port) pairs serving one service port; matched by port name as kube-proxy does."""
     if ep is None:
         return []
@@ -331,7 +332,7 @@ def render_haproxy(services: Iterable[ProxyService], endpoints: Mapping[tuple[st
             if p.node_port:
                 out.append(f"\nfrontend np.{base}\n    bind *:{p.node_port}\n    default_backend be.{base}\n")
             out.append(f"\nbackend be.{base}\n    balance {'source' if s.session_affinity == 'ClientIP' else 'roundrobin'}\n")
-            for ip, port in _backends(ep, p):
+            for ip, port in backends(ep, p):
                 out.append(f"    server {ip}:{port} {ip}:{port}\n")
     if not any(part.startswith("\nfrontend ") for part in out):
         # HAProxy refuses to start (or reload) with no listener at all, which left the last Service's frontends
@@ -387,6 +388,7 @@ class DataPlane:
     haproxy_cfg: str
     dns_hosts: str
     env: dict[str, list[EnvService]]
+    iptables_rules: str = ""  # the kernel proxy's rules (gitkube.reconcile.iptables), the same on every node
 
 
 def plan_dataplane(
@@ -403,5 +405,7 @@ def plan_dataplane(
     alloc = allocate(svcs, previous, cidr, node_port_range, dns_ip)
     ps = proxy_services(svcs, alloc)
     ips = tuple(sorted({s.cluster_ip for s in ps if s.cluster_ip != "None"}, key=ipaddress.IPv4Address))
+    from gitkube.reconcile.iptables import render_iptables  # it builds on this module's types
+
     return DataPlane(alloc, tuple(ps), ips, dns_ip, render_haproxy(ps, endpoints), render_hosts(ps, endpoints, domain),
-                     env_services(ps))
+                     env_services(ps), render_iptables(ps, endpoints))

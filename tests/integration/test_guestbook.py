@@ -69,8 +69,9 @@ def dump(*objs: dict) -> str:
 
 # -- the cluster: a Git working tree + a state dir, driven through the CLI -----------------------------------
 class Cluster:
-    def __init__(self, fleet, tmp: Path):
+    def __init__(self, fleet, tmp: Path, proxy_mode: str = "iptables"):
         self.fleet = fleet
+        self.proxy_mode = proxy_mode  # every apply and serve of the module runs the Services in this mode
         self.state = tmp / "state"
         self.repo = tmp / "repo"
         self.repo.mkdir()
@@ -95,7 +96,7 @@ class Cluster:
         self.git("commit", "-q", "--allow-empty", "-m", message)
 
     def gk(self, *args, **kw):
-        return gk(*args, state_dir=self.state, **kw)
+        return gk(*args, state_dir=self.state, env={"GITKUBE_PROXY_MODE": self.proxy_mode}, **kw)
 
     def src(self):
         return ("--repo", str(self.repo), "--inventory", str(self.fleet.inventory))
@@ -140,9 +141,10 @@ def try_get(url: str, timeout: float = 5.0) -> str | None:
         return None
 
 
-@pytest.fixture(scope="module")
-def cluster(fleet, tmp_path_factory):
-    c = Cluster(fleet, tmp_path_factory.mktemp("guestbook"))
+@pytest.fixture(scope="module", params=["iptables", "haproxy"])
+def cluster(fleet, tmp_path_factory, request):
+    """The module runs twice: Services by the kernel's NAT rules, then by HAProxy."""
+    c = Cluster(fleet, tmp_path_factory.mktemp("guestbook"), request.param)
     yield c
     c.commit({}, "remove everything")
     c.gk("apply", *c.src(), "--wait", "--timeout", "120", check=False, timeout=200)
@@ -178,7 +180,8 @@ def test_unready_backend_leaves_the_endpoints_and_comes_back(web):
     ip1, ip2 = web.pod_ip("web-n1"), web.pod_ip("web-n2")
     vip = web.cluster_ip("web")
     serve = subprocess.Popen([sys.executable, "-m", "gitkube", "--state-dir", str(web.state), "serve", *web.src(),
-                              "--resync", "2"], cwd=REPO_ROOT, env={**os.environ, "GITKUBE_SANDBOX_ID": str(SID)},
+                              "--resync", "2"], cwd=REPO_ROOT, env={**os.environ, "GITKUBE_SANDBOX_ID": str(SID),
+                                                   "GITKUBE_PROXY_MODE": web.proxy_mode},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         web.exec("web-n2", "rm", "-f", "/tmp/ready")
@@ -266,7 +269,7 @@ def ready_frontends(cluster) -> list[dict]:
 
 def test_guestbook_end_to_end(cluster):
     t0 = time.monotonic()
-    gk("images", "load", "all", "--inventory", str(cluster.fleet.inventory), state_dir=cluster.state, timeout=300)
+    cluster.gk("images", "load", "all", "--inventory", str(cluster.fleet.inventory), timeout=300)
     loaded = time.monotonic() - t0
     files = {p.name: p.read_text() for p in sorted((REPO_ROOT / "manifests" / "guestbook").glob("*.yaml"))}
     assert len(files) == 6

@@ -1,6 +1,7 @@
-"""Services data plane on a real 3-node sandbox, driven directly (no controller): ClusterIPs on lo, HAProxy on
-every node routing to ready endpoints on other nodes, reloads without dropping connections, NodePort on every
-node's address, cluster DNS names."""
+"""Services data plane on a real 3-node sandbox, driven directly (no controller): ClusterIPs on lo, the proxy on
+every node (the kernel's NAT rules in iptables mode, HAProxy in haproxy mode: every test runs in both) routing to
+ready endpoints on other nodes, changes without dropping connections, NodePort on every node's address, cluster
+DNS names."""
 from __future__ import annotations
 
 import os
@@ -42,10 +43,15 @@ INFOS = [ServiceInfo("default", "web", {"app": "web"}, (ServicePortInfo(80, "htt
 
 
 class DataPlane:
-    def __init__(self, sb, fleet: Fleet):
-        self.sb, self.fleet = sb, fleet
+    def __init__(self, sb, fleet: Fleet, mode: str):
+        self.sb, self.fleet, self.mode = sb, fleet, mode
         self.pods: dict[str, EndpointPod] = {}
         self.alloc = None
+
+    @property
+    def proxy(self) -> str:
+        """The key a sync's result names the proxy by."""
+        return "kube-proxy" if self.mode == "iptables" else "proxy"
 
     def backend(self, node: str, app: str = "web") -> EndpointPod:
         name = f"{TEST}-{app}-{node}"
@@ -66,8 +72,8 @@ class DataPlane:
         plan = plan_dataplane(SERVICES, eps, self.alloc)
         assert not plan.allocation.errors
         self.alloc = plan.allocation
-        res = self.fleet.map(lambda h: sync_services(h, list(plan.cluster_ips), plan.haproxy_cfg, plan.dns_hosts, plan.dns_ip),
-                             timeout=120)
+        res = self.fleet.map(lambda h: sync_services(h, list(plan.cluster_ips), plan.haproxy_cfg, plan.dns_hosts,
+                                                     plan.dns_ip, self.mode, plan.iptables_rules), timeout=120)
         for n, r in res.items():
             assert not isinstance(r, Exception), f"{n}: {r!r}"
         return res
@@ -93,11 +99,11 @@ def http_get(url: str, timeout: float = 2.0) -> str:
         return r.read().decode().strip()
 
 
-@pytest.fixture(scope="module")
-def dp(fleet):
+@pytest.fixture(scope="module", params=["iptables", "haproxy"])
+def dp(fleet, request):
     f = Fleet(load_inventory(fleet.inventory))
-    ship(f, [appimages.build("haproxy"), appimages.build("dnsmasq")], progress=lambda m: None)
-    d = DataPlane(fleet, f)
+    ship(f, [appimages.build(n) for n in appimages.SYSTEM_IMAGES], progress=lambda m: None)
+    d = DataPlane(fleet, f, request.param)
     yield d
     for n in ("n1", "n2", "n3"):
         ids = fleet.docker(n, "ps", "-aq", "--filter", f"label={TEST}").stdout.split()
@@ -113,7 +119,8 @@ def test_clusterip_answers_from_backends_on_two_other_nodes(dp):
     dp.backend("n1", "echo")
     res = dp.sync()
     # Fresh nodes get the proxy and DNS created; nodes where an earlier test file left them get a new config.
-    assert all(r.get("proxy") in ("created", "reloaded") and r.get("dns") in ("created", "reloaded") for r in res.values()), res
+    assert all(r.get(dp.proxy) in ("created", "reloaded") and r.get("dns") in ("created", "reloaded")
+               for r in res.values()), res
     for n in ("n1", "n2", "n3"):
         lo = dp.sb.nsexec(n, "ip", "-o", "-4", "addr", "show", "dev", "lo").stdout
         assert f"{dp.web_ip}/32" in lo and f"{DNS_IP}/32" in lo
@@ -121,7 +128,7 @@ def test_clusterip_answers_from_backends_on_two_other_nodes(dp):
     before = {n: h.docker.calls for n, h in dp.fleet.nodes.items()}
     again = dp.sync()
     from gitkube.nodes.dataplane.proxy import proxy_logs
-    assert all(r == {} for r in again.values()), (again, {n: proxy_logs(h) for n, h in dp.fleet.nodes.items()})
+    assert all(r == {} for r in again.values()), (again, {n: proxy_logs(h, dp.proxy) for n, h in dp.fleet.nodes.items()})
     assert all(h.docker.calls - before[n] == 1 for n, h in dp.fleet.nodes.items())
 
     answers = dp.get_from("n3", dp.web_ip, 80, 20)
@@ -131,7 +138,7 @@ def test_clusterip_answers_from_backends_on_two_other_nodes(dp):
 def test_removed_endpoint_gets_no_traffic_and_a_new_one_is_routed_quickly(dp):
     only_n1 = {f"{TEST}-web-n1", f"{TEST}-echo-n1"}
     res = dp.sync(ready=only_n1)
-    assert all(r.get("proxy") == "reloaded" for r in res.values()), res
+    assert all(r.get(dp.proxy) == "reloaded" for r in res.values()), res
     answers = dp.get_from("n3", dp.web_ip, 80, 20)
     assert answers == ["n1"] * 20, answers
 
@@ -147,7 +154,7 @@ def test_removed_endpoint_gets_no_traffic_and_a_new_one_is_routed_quickly(dp):
 
     eventually(seen_n3, timeout=10, interval=0.02, what="the new endpoint answering")
     routed = time.monotonic() - t0
-    print(f"\nendpoint change -> routed: {routed * 1000:.0f} ms (sync of 3 nodes {synced * 1000:.0f} ms)")
+    print(f"\n{dp.mode}: endpoint change -> routed: {routed * 1000:.0f} ms (sync of 3 nodes {synced * 1000:.0f} ms)")
     assert routed < 10
     answers = dp.get_from("n2", dp.web_ip, 80, 10)
     assert set(answers) == {"n1", "n3"}, answers
@@ -159,7 +166,7 @@ def test_reload_keeps_established_connections(dp):
         s.sendall(b"before\n")
         assert s.recv(100) == b"before\n"
         res = dp.sync(ready={f"{TEST}-web-n2", f"{TEST}-echo-n1"})  # web endpoints change: reload everywhere
-        assert res["n3"].get("proxy") == "reloaded"
+        assert res["n3"].get(dp.proxy) == "reloaded"
         s.sendall(b"after\n")
         assert s.recv(100) == b"after\n"
 
@@ -179,15 +186,21 @@ def test_nodeport_answers_on_every_node_address(dp):
         except AssertionError as e:
             from gitkube.nodes.dataplane.proxy import proxy_logs
             h = dp.fleet.nodes[n]
-            cfg = dp.sb.docker(n, "exec", "gitkube-proxy", "cat", "/etc/haproxy/haproxy.cfg").stdout
-            ps = dp.sb.docker(n, "top", "gitkube-proxy").stdout
+            if dp.mode == "iptables":
+                cfg = dp.sb.nsexec(n, "iptables-save", "-t", "nat").stdout
+                ps = dp.sb.docker(n, "top", "gitkube-kube-proxy").stdout
+            else:
+                cfg = dp.sb.docker(n, "exec", "gitkube-proxy", "cat", "/etc/haproxy/haproxy.cfg").stdout
+                ps = dp.sb.docker(n, "top", "gitkube-proxy").stdout
             raise AssertionError(f"{e}\nseen={seen}\nprocesses:\n{ps}\nconfig on {n}:\n{cfg}\n"
-                                 f"proxy log:\n{proxy_logs(h)}") from None
+                                 f"proxy log:\n{proxy_logs(h, dp.proxy)}") from None
         assert seen == {"n1", "n2"}, (n, seen)
 
 
 def test_reload_the_master_never_made_is_noticed_and_the_proxy_restarted(dp):
     """A reload is checked, not assumed: n2's HAProxy master is frozen, so its SIGUSR2s are never acted on."""
+    if dp.mode != "haproxy":
+        pytest.skip("HAProxy's reload check; the kernel proxy's is test_rules_never_applied_are_noticed...")
     from gitkube.nodes.dataplane.proxy import served_tag
     ready = {f"{TEST}-web-n1", f"{TEST}-web-n2", f"{TEST}-echo-n1"}
     dp.sync(ready=ready)
@@ -210,6 +223,53 @@ def test_reload_the_master_never_made_is_noticed_and_the_proxy_restarted(dp):
     assert {http_get(url) for _ in range(10)} == {"n2"}
     # The next pass has nothing to do on n2: what was restarted is now known to be in effect.
     assert dp.sync(ready=ready - {f"{TEST}-web-n1"})["n2"] == {}
+
+
+def test_rules_never_applied_are_noticed_and_the_kernel_proxy_restarted(dp):
+    """An iptables change is checked, not assumed: n2's kernel proxy is frozen, so its SIGHUPs are never acted on;
+    connections made meanwhile still reach the endpoints of the rules in the kernel."""
+    if dp.mode != "iptables":
+        pytest.skip("the kernel proxy's apply check")
+    from gitkube.nodes.dataplane.kernelproxy import DIR_LABEL, applied
+    ready = {f"{TEST}-web-n1", f"{TEST}-web-n2", f"{TEST}-echo-n1"}
+    dp.sync(ready=ready)
+    h = dp.fleet.nodes["n2"]
+    (c,) = h.docker.call(h.docker.api.containers, filters={"name": "gitkube-kube-proxy"})
+    before = applied(h, c["Labels"][DIR_LABEL])
+    pid = int(dp.sb.docker("n2", "inspect", "-f", "{{.State.Pid}}", "gitkube-kube-proxy").stdout)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        res = dp.sync(ready=ready - {f"{TEST}-web-n1"})
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # restarted, as it should have been
+    assert res["n1"].get("kube-proxy") == "reloaded" and res["n3"].get("kube-proxy") == "reloaded", res
+    assert res["n2"].get("kube-proxy") == "restarted", res
+    after = applied(h, c["Labels"][DIR_LABEL])
+    assert after != before and after[1] == 0, (before, after)
+    url = f"http://{dp.sb.node_address('n2')}:{WEB_NODEPORT}/"
+    assert {http_get(url) for _ in range(10)} == {"n2"}
+    assert dp.sync(ready=ready - {f"{TEST}-web-n1"})["n2"] == {}
+
+
+def test_leaving_the_mode_removes_the_rules(dp):
+    """The other mode's proxy goes, and with the kernel proxy its chains and jumps, leaving Docker's rules alone."""
+    if dp.mode != "iptables":
+        pytest.skip("runs in the iptables half: it switches to haproxy and back")
+    dp.mode = "haproxy"
+    try:
+        res = dp.sync()
+        assert all(r.get("rules") == "removed" and r.get("proxy") == "created" for r in res.values()), res
+        for n in ("n1", "n2", "n3"):
+            saved = dp.sb.nsexec(n, "iptables-save").stdout
+            assert "GK-" not in saved and "DOCKER" in saved, saved
+        assert set(dp.get_from("n3", dp.web_ip, 80, 6)) <= {"n1", "n2"}
+    finally:
+        dp.mode = "iptables"
+    res = dp.sync()
+    assert all(r.get("kube-proxy") == "created" for r in res.values()), res
 
 
 def test_cluster_dns_names_resolve_from_a_container(dp):

@@ -32,6 +32,8 @@ from gitkube.nodes.transport.docker_api import APIError, ImageNotFound, NotFound
 from gitkube.nodes.transport.fleet import NodeHandle
 from gitkube.nodes.kubelet.hooks import get_over
 from gitkube.nodes.images.archive import MANAGED_LABEL, ImageArchive
+from gitkube.nodes.dataplane.kernelproxy import (DIR_LABEL, KERNEL_PROXY_NAME, KERNEL_PROXY_ROLE, TEARDOWN_ROLE,
+                                                 forget_dir, remove_rules, sync_rules)
 from gitkube.nodes.dataplane.netprep import ROLE_LABEL, sync_lo_addresses
 
 log = logging.getLogger(__name__)
@@ -104,22 +106,33 @@ class _Spec:
     archive: ImageArchive
     command: list[str] | None
     restart: str
+    caps: tuple[str, ...] = ()
 
     @property
     def hash(self) -> str:
-        return _sha(repr((self.archive.image_id, self.command, self.restart)))[:16]
+        return _sha(repr((self.archive.image_id, self.command, self.restart) + ((self.caps,) if self.caps else ())))[:16]
 
 
-def _specs(dns_ip: str) -> dict[str, _Spec]:
+PROXY_MODES = ("iptables", "haproxy")
+
+
+def _specs(dns_ip: str, proxy_mode: str = "haproxy") -> dict[str, _Spec]:
     dns_cmd = ["--no-resolv", "--no-hosts", f"--addn-hosts={HOSTS_FILE}", f"--listen-address={dns_ip}",
                "--bind-interfaces", "--user=root", "--local=/cluster.local/",
                # No upstream: every other name is answered here too, so `web.default`'s AAAA query gets an
                # empty answer and unknown names NXDOMAIN, never REFUSED (which resolvers treat as an error).
                "--local=/#/", "--pid-file="]
-    return {
+    if proxy_mode == "iptables":
+        # The kernel proxy: its rules live in the node's kernel, the container only applies new ones (on SIGHUP,
+        # one iptables-restore transaction) and restores them after the engine restarts.
+        proxy = _Spec(KERNEL_PROXY_ROLE, KERNEL_PROXY_NAME, appimages.build("iptables"), None, "unless-stopped",
+                      ("NET_ADMIN", "NET_RAW"))
+    else:
         # HAProxy binds its ClusterIPs with freebind, so it may start before the addresses exist: restart it
         # with the engine so NodePorts answer as soon as a rebooted node is up.
-        "proxy": _Spec("proxy", PROXY_NAME, appimages.build("haproxy"), None, "unless-stopped"),
+        proxy = _Spec("proxy", PROXY_NAME, appimages.build("haproxy"), None, "unless-stopped")
+    return {
+        proxy.role: proxy,
         # dnsmasq cannot bind before its address is on lo: no restart policy, so a rebooted node shows it
         # exited and the next pass binds the addresses first (this is also how a lost lo is noticed).
         "dns": _Spec("dns", DNS_NAME, appimages.build("dnsmasq"), dns_cmd, "no"),
@@ -132,11 +145,16 @@ def _ensure_image(h: NodeHandle, a: ImageArchive) -> None:
             raise ProxyError(f"node {h.name}: loading {a.ref} failed: {chunk['error']}")
 
 
-def _create(h: NodeHandle, s: _Spec) -> str:
+def _create(h: NodeHandle, s: _Spec, binds: dict | None = None, labels: dict[str, str] | None = None) -> str:
     """Create the container (loading its image if the node lacks it), not started."""
-    kw = dict(name=s.name, command=s.command, labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash},
-              host={"network_mode": "host", "restart_policy": {"Name": s.restart},
-                    "log_config": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}})
+    host = {"network_mode": "host", "restart_policy": {"Name": s.restart},
+            "log_config": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}}
+    if s.caps:
+        host["cap_add"] = list(s.caps)
+    if binds:
+        host["binds"] = binds
+    kw = dict(name=s.name, command=s.command,
+              labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash, **(labels or {})}, host=host)
     try:
         cid = h.docker.create(s.archive.ref, **kw)
     except ImageNotFound:
@@ -146,15 +164,21 @@ def _create(h: NodeHandle, s: _Spec) -> str:
 
 
 def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, dns_hosts: str,
-                  dns_ip: str) -> dict:
-    """Bring one node's service addresses, proxy and DNS to the given state; returns what changed (empty: nothing)."""
+                  dns_ip: str, proxy_mode: str = "haproxy", iptables_rules: str = "") -> dict:
+    """Bring one node's service addresses, proxy (HAProxy, or the kernel's rules in iptables mode) and DNS to the
+    given state; returns what changed (empty: nothing)."""
     h = handle
     d = h.docker
     cache = _cache(h)
-    tag = _tag(haproxy_cfg)
-    haproxy_cfg = with_status(haproxy_cfg)
-    check_haproxy_config(haproxy_cfg)
-    specs = _specs(dns_ip)
+    kernel = proxy_mode == "iptables"
+    if kernel:
+        if not iptables_rules:
+            raise ProxyError("iptables proxy mode needs the rendered rules")
+    else:
+        tag = _tag(haproxy_cfg)
+        haproxy_cfg = with_status(haproxy_cfg)
+        check_haproxy_config(haproxy_cfg)
+    specs = _specs(dns_ip, proxy_mode)
     changed: dict = {}
     want_addrs = tuple(sorted({str(ipaddress.IPv4Address(a)) for a in [*cluster_ips, dns_ip]}, key=ipaddress.IPv4Address))
     with cache.lock:
@@ -163,12 +187,23 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
         for c in listed:
             by_role.setdefault((c.get("Labels") or {}).get(ROLE_LABEL, ""), []).append(c)
         # Leftover one-shot tool containers (a pass killed mid-way) are removed.
-        for c in by_role.pop("netprep", []):
+        for c in by_role.pop("netprep", []) + by_role.pop(TEARDOWN_ROLE, []):
             if c.get("State") != "running":
                 try:
                     d.remove(c["Id"])
                 except (NotFound, APIError):
                     pass
+        # The other proxy mode's container goes; leaving the kernel mode removes its rules first: the container
+        # marks a node that may hold them, so it stays until they are gone (a failure is retried next pass).
+        other = "proxy" if kernel else KERNEL_PROXY_ROLE
+        leaving = by_role.pop(other, [])
+        if other == KERNEL_PROXY_ROLE and leaving:
+            changed["rules"] = remove_rules(h)
+        for c in leaving:
+            d.remove(c["Id"])
+            changed.setdefault("removed", []).append(c["Id"][:12])
+            if other == KERNEL_PROXY_ROLE:
+                forget_dir(h, c)
 
         current: dict[str, dict | None] = {}
         for role, s in specs.items():
@@ -178,6 +213,8 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
                 if c not in mine[:1]:
                     d.remove(c["Id"])
                     changed.setdefault("removed", []).append(c["Id"][:12])
+                    if role == KERNEL_PROXY_ROLE:
+                        forget_dir(h, c)
             current[role] = mine[0] if mine else None
 
         # 1. Addresses first: dnsmasq cannot start without its own.
@@ -189,9 +226,16 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
             if res["added"] or res["removed"]:
                 changed["addresses"] = res
 
-        # 2. The proxy: its config, then reload (or first start).
-        changed.update(_sync_daemon(h, cache, specs["proxy"], current["proxy"], HAPROXY_CFG,
-                                    haproxy_cfg, _reload_haproxy, lambda cid: _await_haproxy(h, cid, tag)))
+        # 2. The proxy: its config (or rules), then reload (or first start).
+        if kernel:
+            s = specs[KERNEL_PROXY_ROLE]
+            changed.update(sync_rules(h, cache.files, current[KERNEL_PROXY_ROLE],
+                                      lambda dir_: _create(h, s, {dir_: {"bind": "/run/gk", "mode": "rw"}},
+                                                           {DIR_LABEL: dir_}),
+                                      iptables_rules))
+        else:
+            changed.update(_sync_daemon(h, cache, specs["proxy"], current["proxy"], HAPROXY_CFG,
+                                        haproxy_cfg, _reload_haproxy, lambda cid: _await_haproxy(h, cid, tag)))
         # 3. DNS.
         changed.update(_sync_daemon(h, cache, specs["dns"], current["dns"], HOSTS_FILE, dns_hosts,
                                     _reload_dnsmasq))
@@ -314,12 +358,17 @@ def teardown_services(handle: NodeHandle) -> dict:
     h = handle
     listed = h.docker.list([f"{MANAGED_LABEL}=true", ROLE_LABEL])
     removed = []
+    kernel = [c for c in listed if (c.get("Labels") or {}).get(ROLE_LABEL) == KERNEL_PROXY_ROLE]
+    if kernel:
+        remove_rules(h)  # first: the kernel proxy's container marks a node that may hold rules
     for c in listed:
         try:
             h.docker.remove(c["Id"])
             removed.append(c["Id"][:12])
         except (NotFound, APIError):
             pass
+    for c in kernel:
+        forget_dir(h, c)
     res = sync_lo_addresses(h, [])
     h.caches.pop(CACHE_KEY, None)
     return {"removed": removed, "addresses": res}
@@ -327,7 +376,7 @@ def teardown_services(handle: NodeHandle) -> dict:
 
 def proxy_logs(handle: NodeHandle, role: str = "proxy", tail: int = 50) -> str:
     """The last lines a system container logged (for error messages and `describe`)."""
-    name = PROXY_NAME if role == "proxy" else DNS_NAME
+    name = {"proxy": PROXY_NAME, KERNEL_PROXY_ROLE: KERNEL_PROXY_NAME}.get(role, DNS_NAME)
     try:
         return handle.docker.logs(name, tail=tail).decode(errors="replace")
     except (NotFound, APIError):

@@ -10,6 +10,7 @@ from gitkube.nodes.images.archive import ImageArchive, ImageBuildError, RootFS, 
 
 HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
+IPTABLES_IMAGE = "gitkube/iptables:1"
 REDIS_IMAGE = "gitkube/redis:7"
 FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
 FRONTEND_V2_IMAGE = "gitkube/guestbook-frontend:v2"
@@ -20,7 +21,11 @@ PACKAGES = {
     "dnsmasq": "dnsmasq-base",
     "redis-server": "redis-server",
     "redis-cli": "redis-tools",
+    "xtables-nft-multi": "iptables",
 }
+# The iptables extensions the kernel proxy's rules use (gitkube.reconcile.iptables), from Debian's iptables.
+XTABLES_MODULES = ("standard", "tcp", "udp", "sctp", "comment", "statistic", "mark", "MARK", "MASQUERADE", "DNAT",
+                   "addrtype", "conntrack")
 
 # Until the first sync writes the real one: a valid configuration that serves nothing.
 HAPROXY_EMPTY_CFG = b"""\
@@ -69,6 +74,105 @@ def dnsmasq_image() -> ImageArchive:
     return build_archive(DNSMASQ_IMAGE, fs, {
         "Entrypoint": [program("dnsmasq"), "-k"],
         "Labels": {"io.gitkube.image": "dnsmasq"},
+    })
+
+
+# The kernel proxy (Services by iptables, nft backend as the nodes' own iptables): PID 1 applies /run/gk/rules at
+# start and on every SIGHUP, and reports "<tag> <exit code>" in /run/gk/status (what iptables said: /run/gk/error).
+# /run/gk is a node directory bound in (gitkube.nodes.dataplane.kernelproxy), written and read over SFTP.
+KERNEL_PROXY_LOOP = b"""\
+trap 'sh /gk/apply' HUP
+trap 'exit 0' TERM INT
+mkdir -p /run/gk
+[ -f /run/gk/rules ] && sh /gk/apply
+while :; do
+  sleep 2147483647 & pid=$!
+  wait $pid
+  kill $pid 2>/dev/null
+done
+"""
+
+# One iptables-restore transaction: gitkube's chains replaced whole (declaring a chain flushes it), the GK-
+# chains the new rules no longer declare flushed and deleted; then missing jumps into them inserted first in
+# place. Three processes (iptables-save, awk, iptables-restore): each one costs on a busy node.
+KERNEL_PROXY_APPLY = b"""\
+cd /run/gk || exit 1
+read -r _ _ tag < rules
+: > missing
+iptables-save > saved 2> error
+awk -v missing=/run/gk/missing '
+FILENAME == "saved" {
+  if ($0 ~ /^\\*/) { t = substr($0, 2); next }
+  if ($0 ~ /^:GK-/) { split($0, a, " "); have[t, substr(a[1], 2)] = 1 }
+  if ($0 ~ /^-A /) rule[t, $0] = 1
+  next
+}
+FILENAME == "rules" {
+  if ($0 ~ /^\\*/) { t = substr($0, 2); order[++n] = t; next }
+  if ($0 == "COMMIT" || $0 ~ /^#/) next
+  if ($0 ~ /^:GK-/) { split($0, a, " "); want[t, substr(a[1], 2)] = 1 }
+  body[t] = body[t] $0 "\\n"
+  next
+}
+{ if (!(($1, "-A " $2 " -j " $3) in rule)) print $1, $2, $3 > missing }
+END {
+  for (i = 1; i <= n; i++) {
+    t = order[i]
+    printf "*%s\\n", t
+    for (k in have) { split(k, p, SUBSEP); if (p[1] == t && !((t, p[2]) in want)) printf ":%s - [0:0]\\n", p[2] }
+    printf "%s", body[t]
+    for (k in have) { split(k, p, SUBSEP); if (p[1] == t && !((t, p[2]) in want)) printf "-X %s\\n", p[2] }
+    print "COMMIT"
+  }
+}' saved rules /gk/jumps > input
+iptables-restore --noflush < input > error 2>&1
+rc=$?
+if [ $rc = 0 ] && [ -s missing ]; then
+  while read t c g; do
+    iptables -t $t -I $c 1 -j $g >> error 2>&1 || rc=$?
+  done < missing
+fi
+echo "$tag $rc" > status
+"""
+
+# Removes every trace: the jumps, then gitkube's chains (a node switched back to HAProxy, or leaving).
+KERNEL_PROXY_TEARDOWN = b"""\
+iptables-save > /tmp/saved
+while read t c g; do
+  while iptables -t $t -D $c -j $g 2>/dev/null; do :; done
+done < /gk/jumps
+for t in nat filter; do
+  chains=$(awk -v t="*$t" '$0 == t {on = 1; next} on && $0 == "COMMIT" {on = 0} on' /tmp/saved | sed -n 's/^:\(GK-[^ ]*\) .*/\1/p')
+  [ -n "$chains" ] || continue
+  { echo "*$t"; for c in $chains; do echo ":$c - [0:0]"; done; for c in $chains; do echo "-X $c"; done; echo COMMIT; } \
+    | iptables-restore --noflush
+done
+echo done
+"""
+
+
+def iptables_image() -> ImageArchive:
+    """`gitkube/iptables:1`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
+    extensions the kernel proxy uses, and its apply loop."""
+    from gitkube.reconcile.iptables import JUMPS
+
+    fs = _with(busybox_rootfs(), "xtables-nft-multi")
+    multi = program("xtables-nft-multi")
+    for name in ("iptables", "iptables-save", "iptables-restore"):
+        fs.add_symlink(f"usr/sbin/{name}", multi)
+    libdir = next((d for d in ("/usr/lib/x86_64-linux-gnu/xtables", "/usr/lib/aarch64-linux-gnu/xtables",
+                               "/usr/lib/xtables") if os.path.isdir(d)), None)
+    if libdir is None:
+        raise ImageBuildError("iptables' extensions are not installed; install them with: apt-get install -y iptables")
+    for mod in XTABLES_MODULES:
+        fs.add_binary_with_libs(os.path.join(libdir, f"libxt_{mod}.so"))
+    fs.add_file("gk/kube-proxy", KERNEL_PROXY_LOOP, 0o755)
+    fs.add_file("gk/apply", KERNEL_PROXY_APPLY, 0o755)
+    fs.add_file("gk/teardown", KERNEL_PROXY_TEARDOWN, 0o755)
+    fs.add_file("gk/jumps", "".join(f"{t} {c} {g}\n" for t, c, g in JUMPS).encode())
+    return build_archive(IPTABLES_IMAGE, fs, {
+        "Entrypoint": ["/bin/sh", "/gk/kube-proxy"],
+        "Labels": {"io.gitkube.image": "iptables"},
     })
 
 
@@ -204,6 +308,7 @@ BUILDERS = {
     "pause": pause_image,
     "haproxy": haproxy_image,
     "dnsmasq": dnsmasq_image,
+    "iptables": iptables_image,
     "redis": redis_image,
     "guestbook-frontend": guestbook_frontend_image,
     "guestbook-frontend-v2": lambda: guestbook_frontend_image("v2"),
@@ -213,11 +318,12 @@ REFS = {
     "pause": "gitkube/pause:3",
     "haproxy": HAPROXY_IMAGE,
     "dnsmasq": DNSMASQ_IMAGE,
+    "iptables": IPTABLES_IMAGE,
     "redis": REDIS_IMAGE,
     "guestbook-frontend": FRONTEND_IMAGE,
     "guestbook-frontend-v2": FRONTEND_V2_IMAGE,
 }
-SYSTEM_IMAGES = ("haproxy", "dnsmasq")  # what every node needs for Services
+SYSTEM_IMAGES = ("haproxy", "dnsmasq", "iptables")  # what every node needs for Services (either proxy mode)
 
 
 def builtin_name(ref_or_name: str) -> str | None:

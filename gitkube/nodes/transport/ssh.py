@@ -281,6 +281,51 @@ class SSHConnection:
 
         self._file_op(f"create directory {path}", mk)
 
+    def home(self) -> str:
+        """The SSH user's home directory on the node (where SFTP's relative paths start)."""
+        return self._file_op("find the home directory", lambda sftp: sftp.normalize("."))
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace the file at `path` with `data` whole (written beside it, then renamed over it)."""
+        def put(sftp):
+            tmp = f"{path}.gk-new"
+            with sftp.open(tmp, "wb") as f:
+                f.write(data)
+            sftp.chmod(tmp, mode)
+            sftp.posix_rename(tmp, path)
+
+        self._file_op(f"write {path}", put)
+
+    def read_file(self, path: str) -> bytes | None:
+        """The content of the file at `path` (None when there is none)."""
+        def get(sftp):
+            try:
+                with sftp.open(path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+
+        return self._file_op(f"read {path}", get)
+
+    def remove_tree(self, path: str) -> None:
+        """Remove a directory of plain files (gitkube's own), ignoring what is already gone."""
+        def rm(sftp):
+            try:
+                names = sftp.listdir(path)
+            except FileNotFoundError:
+                return
+            for name in names:
+                try:
+                    sftp.remove(f"{path}/{name}")
+                except FileNotFoundError:
+                    pass
+            try:
+                sftp.rmdir(path)
+            except (FileNotFoundError, OSError):
+                pass
+
+        self._file_op(f"remove {path}", rm)
+
     def create_file(self, path: str, mode: int = 0o644) -> None:
         """Create an empty file at `path` unless something is there (its directory must exist)."""
         def touch(sftp):
