@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 
@@ -26,7 +27,8 @@ def register(sub) -> None:
     ss = p.add_subparsers(dest="sandbox_cmd", metavar="ACTION")
     up = ss.add_parser("up", help="create the fleet (idempotent) and print the inventory path",
                        description="Create or complete the fleet; running it twice is fine.")
-    up.add_argument("--nodes", type=int, default=3, help="number of nodes, 1-9 (default 3)")
+    up.add_argument("--nodes", type=int, default=3, help="number of nodes, 1-45 (default 3); prints the time it took "
+                    "and the memory the nodes hold")
     up.add_argument("--no-images", action="store_true", help="do not load the base images into the nodes")
     up.set_defaults(func=cmd_up)
     dn = ss.add_parser("down", help="remove everything up made, and nothing else",
@@ -60,10 +62,12 @@ def cmd_up(args) -> int:
     from gitkube.sandbox.netns import SandboxError
 
     sb = _sandbox(args)
+    t0 = time.monotonic()
     try:
         inv = sb.up(args.nodes, progress=lambda m: print(m, file=sys.stderr))
     except SandboxError as e:
         return _fail(e)
+    started = time.monotonic() - t0
     state = Path(args.state_dir)
     (state / "sandbox").mkdir(parents=True, exist_ok=True)
     copy = state / "sandbox" / "inventory.yaml"
@@ -81,6 +85,11 @@ def cmd_up(args) -> int:
             return _fail(f"loading base images: {e}")
         finally:
             fleet.close()
+    mem = sb.memory()
+    total = sum(mem.values())
+    print(f"sandbox {sb.sid}: {len(mem)} node(s) up in {started:.1f}s (images included: "
+          f"{time.monotonic() - t0:.1f}s); memory {total / 2**20:.0f} MiB, "
+          f"{total / max(len(mem), 1) / 2**20:.0f} MiB per node", file=sys.stderr)
     print(copy)
     return 0
 

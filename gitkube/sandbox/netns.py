@@ -1,8 +1,14 @@
 """A local test fleet: each node a network namespace with its own sshd and dockerd, on a shared bridge.
 
 Everything it makes is recorded under its root directory so `down` removes exactly that and nothing else.
-Every address is inside 198.18.0.0/15 (RFC 2544 benchmarking range): nodes 198.18.K.(10+i), node i's pod
-subnet 198.18.(100+10K+i).0/24, so no test traffic can reach a real network.
+Every address is inside 198.18.0.0/16 (the RFC 2544 benchmarking range 198.18.0.0/15 without 198.19.0.0/16, the
+ClusterIPs), so no test traffic can reach a real network. Sandbox K (0-9), node i (1-45):
+- node address 198.18.K.(10+i)/24 on the sandbox's bridge (gateway 198.18.K.1);
+- pod subnet of nodes 1-9: 198.18.(100+10K+i).0/24, as before (inventories of small sandboxes keep their addresses);
+- pod subnet of nodes 10-45: a /26 (61 pods) in the nine /24s 198.18.(10+9K .. 18+9K).0 that sandbox K alone uses:
+  node i takes block j = i-10, i.e. 198.18.(10+9K+j//4).(64*(j%4))/26.
+Node addresses use 198.18.0-9.x, the large pod subnets 198.18.10-99.x and the small ones 198.18.101-199.x: no two
+sandboxes, nodes or pod subnets overlap.
 """
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ NEEDED = {
     "busybox": "busybox-static",
 }
 INSTALL_HINT = "apt-get update && apt-get install -y docker.io openssh-server busybox-static iproute2 iptables"
+
+
+MAX_NODES = 45
 
 
 class SandboxError(Exception):
@@ -69,18 +78,22 @@ class Sandbox:
 
     # -- naming -----------------------------------------------------------------------------------
     def node(self, i: int) -> NodePlan:
-        """The names and addresses node i (1-based) gets."""
-        if not 1 <= i <= 9:
-            raise SandboxError("a sandbox has 1-9 nodes")
-        third = 100 + 10 * self.sid + i
+        """The names and addresses node i (1-based) gets (see the module's docstring for the plan)."""
+        if not 1 <= i <= MAX_NODES:
+            raise SandboxError(f"a sandbox has 1-{MAX_NODES} nodes")
+        if i <= 9:
+            third, first, bits = 100 + 10 * self.sid + i, 0, 24
+        else:
+            j = i - 10
+            third, first, bits = 10 + 9 * self.sid + j // 4, 64 * (j % 4), 26
         return NodePlan(
             index=i,
             name=f"n{i}",
             netns=f"{self.prefix}-n{i}",
             veth=f"{self.prefix}n{i}h",
             address=f"198.18.{self.sid}.{10 + i}",
-            pod_cidr=f"198.18.{third}.0/24",
-            bip=f"198.18.{third}.1/24",
+            pod_cidr=f"198.18.{third}.{first}/{bits}",
+            bip=f"198.18.{third}.{first + 1}/{bits}",
             dir=self.root / f"n{i}",
         )
 
@@ -163,9 +176,13 @@ class Sandbox:
         _run(["ip", "-n", p.netns, "link", "set", "lo", "up"])
         # Flat pod network: every node routes to every other node's pod subnet, and the controller
         # (root namespace) reaches pods directly too.
-        for q in plans:
-            if q.index != p.index:
-                _run(["ip", "-n", p.netns, "route", "replace", q.pod_cidr, "via", q.address])
+        # One `ip -batch` per node: with 32 nodes that is 32 processes, not ~1000.
+        routes = "".join(f"route replace {q.pod_cidr} via {q.address}\n" for q in plans if q.index != p.index)
+        if routes:
+            r = subprocess.run(["ip", "-n", p.netns, "-batch", "-"], input=routes, capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode != 0:
+                raise SandboxError(f"routes of node {p.name}: {r.stderr.strip()}")
         _run(["ip", "route", "replace", p.pod_cidr, "via", p.address])
 
     def start_node(self, i: int) -> None:
@@ -288,6 +305,41 @@ class Sandbox:
                 "dockerd": _pid_alive(p.dir / "docker.pid"), "sshd": _pid_alive(p.dir / "sshd.pid"),
                 "link": _link_state(p.veth),
             })
+        return out
+
+    def memory(self) -> dict[str, int]:
+        """Bytes each recorded node holds now: its dockerd (with its containerd) and sshd, resident, plus the
+        memory of its containers' cgroup."""
+        children: dict[int, list[int]] = {}
+        rss: dict[int, int] = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            children.setdefault(int(fields.get("PPid", "0").strip() or 0), []).append(int(d))
+            rss[int(d)] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        out = {}
+        for i in self.recorded_nodes():
+            p = self.node(i)
+            total, stack = 0, []
+            for pidfile in ("docker.pid", "sshd.pid"):
+                try:
+                    stack.append(int((p.dir / pidfile).read_text().strip()))
+                except (OSError, ValueError):
+                    pass
+            while stack:
+                pid = stack.pop()
+                total += rss.get(pid, 0)
+                stack.extend(children.get(pid, []))
+            try:
+                total += int(Path(f"/sys/fs/cgroup/{p.netns}/memory.current").read_text())
+            except (OSError, ValueError):
+                pass
+            out[p.name] = total
         return out
 
     def down(self, progress=print) -> None:
@@ -425,4 +477,5 @@ def _remove_cgroups(parent: str) -> None:
 
 
 def _guess_nodes(sb: Sandbox) -> list[int]:
-    return [i for i in range(1, 10) if Path(f"/var/run/netns/{sb.prefix}-n{i}").exists() or _link_exists(f"{sb.prefix}n{i}h")]
+    return [i for i in range(1, MAX_NODES + 1)
+            if Path(f"/var/run/netns/{sb.prefix}-n{i}").exists() or _link_exists(f"{sb.prefix}n{i}h")]

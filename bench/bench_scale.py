@@ -1,0 +1,176 @@
+"""How gitkube's costs grow with the fleet: one sandbox grown to 3, 9, 18 and 32 nodes, 10 pods per node.
+
+Run (root): python bench/bench_scale.py [--sizes 3,9,18,32] [--pods-per-node 10] [--passes 5] [--sandbox 9]
+            (from any directory; everything it makes is removed at the end, the sandbox torn down)
+
+For each size it prints:
+- the sandbox's start time and memory per node (dockerd+containerd+sshd resident, plus the containers' cgroup);
+- the no-op reconcile pass (in-process `Controller.reconcile()`, warm connections): median wall time of --passes
+  passes, and Docker API calls per node (whole pass: heartbeat included);
+- the time to deploy --pods-per-node more pods on every node (`gitkube apply --wait`, a new process);
+- the pass time with the last node cut off: the first pass after the cut and the median of the later ones.
+Target: a no-op pass at 32 nodes <= 2x the pass at 3 nodes (printed at the end). Pods are pinned to their node
+(spec.nodeName) so every node holds the same count; every loop is bounded in count and time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def gk(state: Path, *args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "gitkube", "--state-dir", str(state), *args], capture_output=True,
+                       text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise SystemExit(f"gitkube {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return r
+
+
+def git(cwd: Path, *args: str) -> str:
+    r = subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=cwd,
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise SystemExit(f"git {args}: {r.stderr}")
+    return r.stdout.strip()
+
+
+def pods_yaml(nodes: int, per_node: int, prefix: str) -> str:
+    docs = []
+    for n in range(1, nodes + 1):
+        for k in range(per_node):
+            docs.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{prefix}-n{n}-{k}"},
+                         "spec": {"nodeName": f"n{n}", "terminationGracePeriodSeconds": 0,
+                                  "containers": [{"name": "app", "image": "gitkube/busybox:latest",
+                                                  "imagePullPolicy": "Never", "command": ["sleep", "1000000"],
+                                                  "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}]}})
+    return yaml.safe_dump_all(docs)
+
+
+def commit(work: Path, files: dict[str, str | None], message: str) -> None:
+    d = work / "manifests"
+    d.mkdir(exist_ok=True)
+    for name, text in files.items():
+        if text is None:
+            (d / name).unlink(missing_ok=True)
+        else:
+            (d / name).write_text(text)
+    git(work, "add", "-A", "manifests")
+    git(work, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> tuple[list[float], list[float]]:
+    """`count` reconcile passes after a warm-up (with `cut()` called after the warm-up when given): wall times
+    and Docker calls per node of each pass."""
+    from gitkube.controller import Controller, Source
+
+    ctrl = Controller(str(state), Source(str(repo), None, "manifests", str(inventory)))
+    try:
+        rep = ctrl.reconcile()
+        if rep.node_errors:
+            print(f"    warm-up pass node errors: {rep.node_errors}")
+        if cut is not None:
+            cut()
+        walls, calls = [], []
+        for _ in range(count):
+            before = {n: ctrl.fleet[n].docker.calls for n in ctrl.fleet.names()}
+            t0 = time.perf_counter()
+            rep = ctrl.reconcile()
+            walls.append(time.perf_counter() - t0)
+            calls.append(sum(ctrl.fleet[n].docker.calls - before[n] for n in before) / max(len(before), 1))
+            if cut is None and (rep.node_errors or any(rep.node_actions.values())):
+                print(f"    WARNING: not a no-op pass: {rep.summary()}")
+    finally:
+        ctrl.close()
+    return walls, calls
+
+
+def run(args, tmp: Path) -> None:
+    from gitkube.sandbox.netns import Sandbox
+
+    state, fleet_state, work = tmp / "state", tmp / "fleet", tmp / "repo"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    sb = Sandbox(args.sandbox)
+    rows = []
+    for n in args.sizes:
+        print(f"== {n} nodes")
+        t0 = time.monotonic()
+        out = gk(fleet_state, "sandbox", "--id", str(args.sandbox), "up", "--nodes", str(n))
+        inventory = Path(out.stdout.strip().splitlines()[-1])
+        up = time.monotonic() - t0
+        print(f"  sandbox up (grown to {n} nodes): {up:.1f}s; {out.stderr.strip().splitlines()[-1]}")
+        commit(work, {"base.yaml": pods_yaml(n, args.pods_per_node, "p"), "more.yaml": None}, f"{n} nodes")
+        t0 = time.monotonic()
+        gk(state, "apply", "--repo", str(work), "--inventory", str(inventory), "--wait", "--timeout", "1500")
+        base = time.monotonic() - t0
+        mem = sb.memory()
+        per_node = sum(mem.values()) / len(mem) / 2**20
+        walls, calls = passes(state, work, inventory, args.passes)
+        noop = statistics.median(walls)
+        print(f"  base deploy of {args.pods_per_node}/node: {base:.1f}s; memory per node {per_node:.0f} MiB")
+        print(f"  no-op pass: median {noop:.3f}s (min {min(walls):.3f}, max {max(walls):.3f}); "
+              f"Docker calls per node {statistics.median(calls):.1f}")
+        commit(work, {"more.yaml": pods_yaml(n, args.pods_per_node, "q")}, "10 more per node")
+        t0 = time.monotonic()
+        gk(state, "apply", "--repo", str(work), "--inventory", str(inventory), "--wait", "--timeout", "1500")
+        more = time.monotonic() - t0
+        print(f"  deploy {args.pods_per_node} more pods per node ({n * args.pods_per_node} pods): {more:.1f}s "
+              f"({more / (n * args.pods_per_node) * 1000:.0f} ms per pod)")
+        commit(work, {"more.yaml": None}, "back to 10 per node")
+        gk(state, "apply", "--repo", str(work), "--inventory", str(inventory), "--wait", "--timeout", "1500")
+        victim = f"n{n}"
+
+        def cut(victim=victim):
+            gk(fleet_state, "sandbox", "--id", str(args.sandbox), "node", victim, "cut")
+
+        try:
+            cut_walls, _ = passes(state, work, inventory, 3, cut=cut)
+        finally:
+            gk(fleet_state, "sandbox", "--id", str(args.sandbox), "node", victim, "heal")
+        print(f"  pass with {victim} cut: first {cut_walls[0]:.3f}s, later median {statistics.median(cut_walls[1:]):.3f}s")
+        rows.append((n, up, per_node, noop, statistics.median(calls), more, cut_walls[0],
+                     statistics.median(cut_walls[1:])))
+    print("\nnodes  up(s)  MiB/node  no-op(s)  calls/node  +10/node(s)  cut first(s)  cut later(s)")
+    for r in rows:
+        print(f"{r[0]:>5}  {r[1]:>5.1f}  {r[2]:>8.0f}  {r[3]:>8.3f}  {r[4]:>10.1f}  {r[5]:>11.1f}  {r[6]:>12.3f}  "
+              f"{r[7]:>12.3f}")
+    if len(rows) > 1:
+        ratio = rows[-1][3] / rows[0][3]
+        print(f"no-op pass at {rows[-1][0]} nodes = {ratio:.2f}x the pass at {rows[0][0]} "
+              f"(target <= 2x: {'met' if ratio <= 2 else 'MISSED'})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[3, 9, 18, 32],
+                    help="fleet sizes, grown in this order (default 3,9,18,32)")
+    ap.add_argument("--pods-per-node", type=int, default=10)
+    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--sandbox", type=int, default=int(os.environ.get("GITKUBE_TEST_SANDBOX_ID", "9")),
+                    help="sandbox id (default: env GITKUBE_TEST_SANDBOX_ID, else 9)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="gk-bench-scale-"))
+    try:
+        run(args, tmp)
+    finally:
+        t0 = time.monotonic()
+        gk(tmp / "fleet", "sandbox", "--id", str(args.sandbox), "down", timeout=900, check=False)
+        print(f"sandbox {args.sandbox} down in {time.monotonic() - t0:.1f}s")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
