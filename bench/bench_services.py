@@ -1,18 +1,21 @@
-"""Services data plane: requests/s and p50/p99 latency through a ClusterIP (the node's HAProxy) against straight
-to the pod IP in the same run, the proxy's overhead as a ratio, and the time from an endpoint change to the
-proxy routing to the new endpoint.
+"""Services data plane, both proxy modes in one run: requests/s and p50/p99 latency through a ClusterIP (the
+kernel's NAT rules in iptables mode, the node's HAProxy in haproxy mode) against straight to the pod IP in the same
+run, the ratio, and the time from an endpoint change to the new endpoint being routed.
 
-Run (root): python bench/bench_services.py [--requests N] [--seconds S] [--changes N] [--keep]
+Run (root): python bench/bench_services.py [--requests N] [--seconds S] [--changes N] [--sandbox K] [--keep]
+            (from any directory)
 
-It brings up its own sandbox (`gitkube sandbox --id 3 up`, nodes 198.18.3.11-13) and tears it down at the end
-(unless --keep). The backend is busybox httpd in a container on n1; the client is Python in node n2's network
-namespace (nsenter), one fresh TCP connection per HTTP/1.0 request — the pod's path minus its veth hop: n2's
-HAProxy for the ClusterIP, the pod route for the pod IP. Each load loop is bounded by count and by time.
+It brings up its own sandbox (`gitkube sandbox --id K up`, K from --sandbox, env GITKUBE_TEST_SANDBOX_ID, else 3;
+nodes 198.18.K.11-13) and tears it down at the end (unless --keep), and removes its temp dir. The backend is
+busybox httpd in a container on n1; the client is Python in node n2's network namespace (nsenter), one fresh TCP
+connection per HTTP/1.0 request — the pod's path minus its veth hop. Each load loop is bounded by count and by time.
+Targets (iptables mode): ClusterIP throughput >= 0.9x the pod IP's; endpoint change -> routed <= 100 ms.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -33,7 +36,8 @@ from gitkube.nodes.dataplane.proxy import sync_services  # noqa: E402
 from gitkube.reconcile.endpoints import EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints  # noqa: E402
 from gitkube.reconcile.services import plan_dataplane  # noqa: E402
 
-SID = 3
+SID = int(os.environ.get("GITKUBE_TEST_SANDBOX_ID", "3"))
+MODES = ("iptables", "haproxy")
 NODEPORT = 30090
 LABEL = "gk-bench-svc"
 
@@ -116,93 +120,116 @@ def summary(res: dict) -> dict:
             "p99": q[98] * 1000}
 
 
+def measure(b: "Bench", mode: str, sync, p1, others: dict, args) -> dict:
+    """One proxy mode: throughput and latency, ClusterIP against pod IP, then endpoint change -> routed."""
+    t0 = time.monotonic()
+    plan = sync([p1], mode)
+    print(f"\n=== proxy mode {mode}: switched and synced on 3 nodes in {time.monotonic() - t0:.2f}s")
+    t0 = time.monotonic()
+    sync([p1], mode)
+    print(f"unchanged sync of 3 nodes: {(time.monotonic() - t0) * 1000:.1f} ms")
+    cip = plan.cluster_ips[0]
+    time.sleep(0.5)
+    label = "ClusterIP (kernel NAT)" if mode == "iptables" else "ClusterIP (HAProxy on n2)"
+    print(f"client: Python in n2's netns, backend: busybox httpd on n1 ({p1.ip}), ClusterIP {cip}")
+    print(f"{'path':28} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
+    rows = {}
+    for conc in (1, args.concurrency):
+        for name, host, port in (("pod IP (direct)", p1.ip, 8080), (label, cip, 80)):
+            s = summary(b.client("n2", host, port, args.requests, args.seconds, conc))
+            rows[(name, conc)] = s
+            print(f"{name:28} {conc:>4} {s['n']:>8} {s['errors']:>6} {s['rps']:>8.0f} {s['p50']:>7.2f} {s['p99']:>7.2f}")
+    out = {}
+    for conc in (1, args.concurrency):
+        d, c = rows[("pod IP (direct)", conc)], rows[(label, conc)]
+        out[conc] = c["rps"] / d["rps"]
+        print(f"at concurrency {conc}: ClusterIP throughput {c['rps'] / d['rps']:.2f}x the pod IP's, "
+              f"p50 x{c['p50'] / d['p50']:.2f}, p99 x{c['p99'] / d['p99']:.2f}")
+    # Endpoint change -> routed: alternate the second backend between n3 and n2, timing from the start of the
+    # sync until the NodePort on n1 answers from it.
+    times, sync_times = [], []
+    for i in range(args.changes):
+        node = "n3" if i % 2 == 0 else "n2"
+        t0 = time.monotonic()
+        sync([p1, others[node]], mode)
+        sync_times.append(time.monotonic() - t0)
+        deadline = t0 + 10
+        url = f"http://198.18.{SID}.11:{NODEPORT}/"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.read().decode().strip() == node:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        else:
+            raise SystemExit(f"{mode}: change {i}: {node} not routed within 10 s")
+        times.append(time.monotonic() - t0)
+    med = statistics.median(times)
+    print(f"endpoint change -> routed ({args.changes} changes, 3 nodes synced in parallel): "
+          f"median {med * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
+          f"(of which the sync call: median {statistics.median(sync_times) * 1000:.0f} ms)")
+    return {"ratio": out, "routed": med}
+
+
 def main() -> int:
+    global SID
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000, help="requests per measurement (default 3000)")
     ap.add_argument("--seconds", type=float, default=15.0, help="time budget per measurement (default 15)")
     ap.add_argument("--concurrency", type=int, default=4, help="client threads for the throughput run (default 4)")
     ap.add_argument("--changes", type=int, default=5, help="endpoint changes to time (default 5)")
-    ap.add_argument("--keep", action="store_true", help="leave sandbox 3 up afterwards")
+    ap.add_argument("--sandbox", type=int, default=SID, help=f"sandbox id (default {SID})")
+    ap.add_argument("--modes", default=",".join(MODES), help="proxy modes to measure (default iptables,haproxy)")
+    ap.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
     args = ap.parse_args()
+    SID = args.sandbox
 
     state = Path(tempfile.mkdtemp(prefix="gk-bench-svc-"))
     b = Bench(state)
-    t0 = time.monotonic()
-    inv = Path(b.gk("up", "--nodes", "3").stdout.strip().splitlines()[-1])
-    print(f"sandbox {SID} up in {time.monotonic() - t0:.1f}s")
-    fleet = Fleet(load_inventory(inv))
+    fleet = None
     try:
         t0 = time.monotonic()
-        ship(fleet, [appimages.build("haproxy"), appimages.build("dnsmasq")], progress=lambda m: None)
-        print(f"proxy+dns images shipped in {time.monotonic() - t0:.1f}s")
+        inv = Path(b.gk("up", "--nodes", "3").stdout.strip().splitlines()[-1])
+        print(f"sandbox {SID} up in {time.monotonic() - t0:.1f}s")
+        fleet = Fleet(load_inventory(inv))
+        t0 = time.monotonic()
+        ship(fleet, [appimages.build(n) for n in appimages.SYSTEM_IMAGES], progress=lambda m: None)
+        print(f"proxy, iptables and dns images shipped in {time.monotonic() - t0:.1f}s")
         svc = parse_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bench", "namespace": "default"},
                             "spec": {"type": "NodePort", "selector": {"app": "bench"},
                                      "ports": [{"port": 80, "targetPort": 8080, "nodePort": NODEPORT}]}})
         info = [ServiceInfo("default", "bench", {"app": "bench"}, (ServicePortInfo(80, target_port=8080),))]
         alloc = None
 
-        def sync(pods):
+        def sync(pods, mode):
             nonlocal alloc
             plan = plan_dataplane([svc], compute_all_endpoints(info, pods), alloc)
             alloc = plan.allocation
             res = fleet.map(lambda h: sync_services(h, list(plan.cluster_ips), plan.haproxy_cfg, plan.dns_hosts,
-                                                    plan.dns_ip), timeout=120)
+                                                    plan.dns_ip, mode, plan.iptables_rules), timeout=120)
             bad = {n: r for n, r in res.items() if isinstance(r, Exception)}
             if bad:
                 raise SystemExit(f"sync failed: {bad}")
             return plan
 
         p1 = b.backend("n1")
-        t0 = time.monotonic()
-        plan = sync([p1])
-        print(f"first sync (lo addresses, proxy and dns containers on 3 nodes): {time.monotonic() - t0:.2f}s")
-        t0 = time.monotonic()
-        sync([p1])
-        print(f"unchanged sync of 3 nodes: {(time.monotonic() - t0) * 1000:.1f} ms")
-        cip = plan.cluster_ips[0]
-        time.sleep(0.5)
-
-        print(f"\nclient: Python in n2's netns, backend: busybox httpd on n1 ({p1.ip}), ClusterIP {cip}")
-        print(f"{'path':28} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
-        rows = {}
-        for conc in (1, args.concurrency):
-            for label, host, port in (("pod IP (direct)", p1.ip, 8080), ("ClusterIP (HAProxy on n2)", cip, 80)):
-                s = summary(b.client("n2", host, port, args.requests, args.seconds, conc))
-                rows[(label, conc)] = s
-                print(f"{label:28} {conc:>4} {s['n']:>8} {s['errors']:>6} {s['rps']:>8.0f} {s['p50']:>7.2f} {s['p99']:>7.2f}")
-        for conc in (1, args.concurrency):
-            d, c = rows[("pod IP (direct)", conc)], rows[("ClusterIP (HAProxy on n2)", conc)]
-            print(f"overhead at concurrency {conc}: throughput x{d['rps'] / c['rps']:.2f} lower, "
-                  f"p50 x{c['p50'] / d['p50']:.2f}, p99 x{c['p99'] / d['p99']:.2f}")
-
-        # Endpoint change -> routed: alternate the second backend between n3 and n2, timing from the start of
-        # the sync until the NodePort on n1 answers from it.
-        print()
         others = {"n3": b.backend("n3"), "n2": b.backend("n2")}
-        times, sync_times = [], []
-        for i in range(args.changes):
-            node = "n3" if i % 2 == 0 else "n2"
-            t0 = time.monotonic()
-            sync([p1, others[node]])
-            sync_times.append(time.monotonic() - t0)
-            deadline = t0 + 10
-            url = f"http://198.18.{SID}.11:{NODEPORT}/"
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as r:
-                        if r.read().decode().strip() == node:
-                            break
-                except OSError:
-                    pass
-                time.sleep(0.005)
-            else:
-                raise SystemExit(f"change {i}: {node} not routed within 10 s")
-            times.append(time.monotonic() - t0)
-        print(f"endpoint change -> routed ({args.changes} changes, 3 nodes synced in parallel): "
-              f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
-              f"(of which the sync call: median {statistics.median(sync_times) * 1000:.0f} ms)")
+        results = {mode: measure(b, mode, sync, p1, others, args) for mode in args.modes.split(",")}
+        print("\nsummary")
+        for mode, r in results.items():
+            ratios = ", ".join(f"{v:.2f}x at concurrency {c}" for c, v in r["ratio"].items())
+            print(f"  {mode:8}: ClusterIP throughput {ratios} the pod IP's; endpoint change -> routed "
+                  f"{r['routed'] * 1000:.0f} ms")
+        if "iptables" in results:
+            r = results["iptables"]
+            worst = min(r["ratio"].values())
+            print(f"  targets (iptables): throughput >= 0.9x: {worst:.2f}x {'met' if worst >= 0.9 else 'MISSED'}; "
+                  f"routed <= 100 ms: {r['routed'] * 1000:.0f} ms {'met' if r['routed'] <= 0.1 else 'MISSED'}")
     finally:
-        fleet.close()
+        if fleet is not None:
+            fleet.close()
         if not args.keep:
             t0 = time.monotonic()
             b.gk("down", timeout=300)
