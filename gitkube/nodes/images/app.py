@@ -10,7 +10,7 @@ from gitkube.nodes.images.archive import ImageArchive, ImageBuildError, RootFS, 
 
 HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
-IPTABLES_IMAGE = "gitkube/iptables:1"
+IPTABLES_IMAGE = "gitkube/iptables:2"
 REDIS_IMAGE = "gitkube/redis:7"
 FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
 FRONTEND_V2_IMAGE = "gitkube/guestbook-frontend:v2"
@@ -136,7 +136,7 @@ echo "$tag $rc" > status
 """
 
 # Removes every trace: the jumps, then gitkube's chains (a node switched back to HAProxy, or leaving).
-KERNEL_PROXY_TEARDOWN = b"""\
+KERNEL_PROXY_TEARDOWN = rb"""
 iptables-save > /tmp/saved
 while read t c g; do
   while iptables -t $t -D $c -j $g 2>/dev/null; do :; done
@@ -152,7 +152,7 @@ echo done
 
 
 def iptables_image() -> ImageArchive:
-    """`gitkube/iptables:1`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
+    """`gitkube/iptables:2`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
     extensions the kernel proxy uses, and its apply loop."""
     from gitkube.reconcile.iptables import JUMPS
 
@@ -170,8 +170,9 @@ def iptables_image() -> ImageArchive:
     fs.add_file("gk/apply", KERNEL_PROXY_APPLY, 0o755)
     fs.add_file("gk/teardown", KERNEL_PROXY_TEARDOWN, 0o755)
     fs.add_file("gk/jumps", "".join(f"{t} {c} {g}\n" for t, c, g in JUMPS).encode())
+    # A command, not an entrypoint: the one-shot teardown container runs its own (`sh /gk/teardown`).
     return build_archive(IPTABLES_IMAGE, fs, {
-        "Entrypoint": ["/bin/sh", "/gk/kube-proxy"],
+        "Cmd": ["/bin/sh", "/gk/kube-proxy"],
         "Labels": {"io.gitkube.image": "iptables"},
     })
 
