@@ -117,6 +117,12 @@ class PodRuntime:
         self._out = Execution()  # what the current execute (and background terminations) did, until taken
         self._prev_waiting: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
+        # Per image, within one execute: whether it is present (one inspect, one pull however many pods start
+        # from it in parallel); the lock per image makes the others wait for the first pull.
+        self._images: dict[str, bool] = {}
+        self._pulled_now: set[str] = set()
+        self._pull_failed_now: dict[str, str] = {}
+        self._image_locks: dict[str, threading.Lock] = {}
         # Pods being terminated: a grace period may last minutes, so terminations run beside the sync pass
         # (as the kubelet's pod workers do) instead of holding up every other pod on every node.
         self._terminating: set[str] = set()
@@ -232,6 +238,10 @@ class PodRuntime:
         """Carry out actions: each pod's in order, different pods in parallel, terminations in the background.
         `waiting` is what the last pass held back (an unchanged reason is not reported again)."""
         self._prev_waiting = dict(waiting or {})
+        with self._lock:
+            self._images = {}  # image -> present on the node, as learned in this execute (pods share the answer)
+            self._pulled_now = set()  # images pulled in this execute (imagePullPolicy Always: once per pass)
+            self._pull_failed_now = {}  # image -> why its pull failed in this execute
         per_pod: dict[str, list[Action]] = {}
         by_pod = group(observed)
         for a in actions:
@@ -352,9 +362,18 @@ class PodRuntime:
     def _ensure_image(self, w: PodWork, c) -> bool:
         """Whether the image is on the node per imagePullPolicy, pulling it if need be; ErrImageNeverPull or
         ErrImagePull otherwise (whether a pull may be tried now, the back-off, is the planner's decision)."""
-        present = self.d.image_id(c.image) is not None
+        with self._lock:
+            image_lock = self._image_locks.setdefault(c.image, threading.Lock())
+        with image_lock:  # pods starting from one image in parallel: one inspect, one pull
+            return self._ensure_image_locked(w, c)
+
+    def _ensure_image_locked(self, w: PodWork, c) -> bool:
+        present = self._images.get(c.image)
+        if present is None:
+            present = self.d.image_id(c.image) is not None
         policy = c.imagePullPolicy
-        if present and policy != "Always":
+        self._images[c.image] = present
+        if present and (policy != "Always" or c.image in self._pulled_now):
             self._out.release(w.uid, c.name)
             return True
         if policy == "Never":
@@ -363,18 +382,25 @@ class PodRuntime:
                 self.event(w, "ErrImageNeverPull", msg, "Warning")
             self._hold(w, c, "ErrImageNeverPull", msg)
             return False
-        self.event(w, "Pulling", f'Pulling image "{c.image}"')
+        failed = self._pull_failed_now.get(c.image)
+        if failed is None:
+            self.event(w, "Pulling", f'Pulling image "{c.image}"')
         try:
+            if failed is not None:  # another pod's pull of this image failed in this execute: not tried again
+                raise RuntimeError(failed)
             self.d.pull(c.image)
             if self.d.image_id(c.image) is None:
                 raise NotFound(f"image {c.image} not found after its pull")
         except Exception as e:  # noqa: BLE001 - any pull failure is ErrImagePull, as the kubelet reports it
+            self._pull_failed_now.setdefault(c.image, str(e))
             msg = f'Failed to pull image "{c.image}": {e}'
             with self._out.lock:
                 self._out.pull_failed.append((w.uid, c.name, msg))
             self.event(w, "Failed", msg, "Warning")
             self._hold(w, c, "ErrImagePull", msg)
             return False
+        self._images[c.image] = True
+        self._pulled_now.add(c.image)
         with self._out.lock:
             self._out.pulled.add((w.uid, c.name))
         self._out.release(w.uid, c.name)
