@@ -93,14 +93,15 @@ def _say(msg: str) -> None:
 
 
 PROXY_MODES = ("iptables", "haproxy")
+DEFAULT_PROXY_MODE = "haproxy"  # iptables once the Guestbook e2e has passed in that mode here too
 
 
 def _proxy_mode_arg(p) -> None:
     env = os.environ.get("GITKUBE_PROXY_MODE", "")
-    p.add_argument("--proxy-mode", choices=PROXY_MODES, default=env if env in PROXY_MODES else "iptables",
+    p.add_argument("--proxy-mode", choices=PROXY_MODES, default=env if env in PROXY_MODES else DEFAULT_PROXY_MODE,
                    help="how nodes answer Services: iptables (kernel NAT as kube-proxy's iptables mode: DNAT per "
                         "Service, per-endpoint probability rules, NodePorts; no userspace hop) or haproxy (a "
-                        "userspace proxy on every node). Default: env GITKUBE_PROXY_MODE, else iptables. Switching "
+                        "userspace proxy on every node). Default: env GITKUBE_PROXY_MODE, else " + DEFAULT_PROXY_MODE + ". Switching "
                         "removes the other mode's proxy (and its rules) from every node")
 
 
