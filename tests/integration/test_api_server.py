@@ -314,7 +314,7 @@ def test_official_client_watch_streams_pod_events(api):
     # from a list's resourceVersion: nothing old, and too old a one is 410 Gone (the client raises ApiException)
     rv = v1.list_namespaced_pod("default").metadata.resource_version
     quiet = list(watch.Watch().stream(v1.list_namespaced_pod, "default", resource_version=rv, timeout_seconds=1))
-    assert all(e["object"].metadata.resource_version > rv for e in quiet if e["type"] != "BOOKMARK")
+    assert all(int(e["object"].metadata.resource_version) > int(rv) for e in quiet if e["type"] != "BOOKMARK")
 
 
 # -- HTTPS and the token, served by the read-only `gitkube api` beside serve -------------------------------------
