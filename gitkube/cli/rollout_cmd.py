@@ -6,6 +6,7 @@ import sys
 import time
 
 from gitkube.api import printers
+from gitkube.api.views import PodView
 from gitkube.cli.common import fail
 
 
@@ -157,7 +158,7 @@ def diff_notes(changes, store) -> list[str]:
 
     def owned(d):
         uid = d["metadata"].get("uid")
-        return [r for r in rss if apps.controller_uid(r) == uid and not r["metadata"].get("deletionTimestamp")]
+        return [r for r in rss if PodView(r).owner_uid == uid and not r["metadata"].get("deletionTimestamp")]
 
     for c in changes:
         if c.action != "change":

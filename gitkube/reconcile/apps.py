@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 from gitkube.api.labels import Requirement, Selector
 from gitkube.reconcile import deployment as dep
-from gitkube.reconcile.podsync import iso, parse_time
+from gitkube.api.views import PodView, iso, parse_time
 
 TemplateInputs = Callable[[dict], Sequence]
 
@@ -40,13 +40,6 @@ def label_selector(sel: Mapping | None) -> Selector | None:
     reqs += [Requirement(r["key"], _OPS[r["operator"]], tuple(r.get("values") or ()))
              for r in sel.get("matchExpressions") or []]
     return Selector(tuple(reqs))
-
-
-def controller_uid(o: Mapping) -> str | None:
-    for ref in _meta(o).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref.get("uid")
-    return None
 
 
 def _ready_since(p: Mapping) -> float | None:
@@ -173,7 +166,7 @@ def plan_apps(deployments: Sequence[dict], replicasets: Sequence[dict], pods: Se
     by_uid = {_meta(d).get("uid"): d for d in deployments}
     pods_by_owner: dict[str, list[dict]] = {}
     for p in pods:
-        o = controller_uid(p)
+        o = PodView(p).owner_uid
         if o:
             pods_by_owner.setdefault(o, []).append(p)
     owned: dict[str, list[dict]] = {}
@@ -181,7 +174,7 @@ def plan_apps(deployments: Sequence[dict], replicasets: Sequence[dict], pods: Se
     for rs in replicasets:
         if _meta(rs).get("deletionTimestamp"):
             continue
-        owner = controller_uid(rs)
+        owner = PodView(rs).owner_uid
         d = by_uid.get(owner) if owner else None
         if owner and (d is None or _meta(d).get("deletionTimestamp")):
             plan.rs_delete.append((_ns(rs), _meta(rs)["name"], "owner deleted"))

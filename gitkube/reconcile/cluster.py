@@ -10,56 +10,38 @@ from dataclasses import dataclass, field
 from gitkube.api import cpu_millis, memory_bytes
 from gitkube.reconcile import endpoints as ep
 from gitkube.reconcile.apps import AppsPlan, TemplateInputs, label_selector, plan_apps
-from gitkube.api.views import parse_time
+from gitkube.api.views import NodeView, PodView
 from gitkube.reconcile.rc import RCInfo, RCPod, manage_replication_controller
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.reconcile.scheduler.types import ContainerRequest, NodeInfo, PodInfo
 
 
+# Where things live in a stored object is gitkube.api.views' to say; these short names read the views.
 def meta(o: dict) -> dict:
     return o.get("metadata") or {}
 
 
 def ns_of(o: dict) -> str:
-    return meta(o).get("namespace") or "default"
+    return PodView(o).namespace
 
 
 def key_of(o: dict) -> tuple[str, str]:
-    return ns_of(o), meta(o)["name"]
+    return PodView(o).key
 
 
 def is_deleting(o: dict) -> bool:
-    return bool(meta(o).get("deletionTimestamp"))
-
-
-def pod_ready(p: dict) -> bool:
-    """Whether a stored pod's Ready condition is True."""
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
-
-
-def pod_phase(p: dict) -> str:
-    return (p.get("status") or {}).get("phase") or "Pending"
-
-
-def controller_uid(p: dict) -> str | None:
-    for ref in meta(p).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref.get("uid")
-    return None
-
-
-def node_ready(n: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (n.get("status") or {}).get("conditions") or [])
+    return PodView(o).deleting
 
 
 # -- conversions to the controllers' inputs -------------------------------------------------------------
 def node_info(n: dict) -> NodeInfo:
     """The scheduler's view of a Node object."""
-    alloc = (n.get("status") or {}).get("allocatable") or {}
+    v = NodeView(n)
+    alloc = v.allocatable
     return NodeInfo(
-        name=meta(n)["name"], labels=meta(n).get("labels") or {},
+        name=v.name, labels=dict(v.labels),
         cpu_millis=cpu_millis(alloc.get("cpu", "0")), memory_bytes=memory_bytes(alloc.get("memory", "0")),
-        pods=int(alloc.get("pods", 110)), ready=node_ready(n), unschedulable=bool((n.get("spec") or {}).get("unschedulable")),
+        pods=int(alloc.get("pods", 110)), ready=v.ready, unschedulable=v.unschedulable,
     )
 
 
@@ -88,15 +70,11 @@ def pod_info(p: dict, spread_keys: frozenset[str] = frozenset()) -> PodInfo:
 
 
 def rc_pod(p: dict) -> RCPod:
-    st = p.get("status") or {}
-    ready_cond = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
-    return RCPod(
-        uid=meta(p).get("uid", ""), name=meta(p)["name"], labels=meta(p).get("labels") or {}, owner_uid=controller_uid(p),
-        phase=pod_phase(p), ready=pod_ready(p), node_name=(p.get("spec") or {}).get("nodeName"), deleting=is_deleting(p),
-        creation_time=parse_time(meta(p).get("creationTimestamp")) or 0.0,
-        restart_count=sum(cs.get("restartCount", 0) for cs in st.get("containerStatuses") or []),
-        ready_since=parse_time(ready_cond.get("lastTransitionTime")) if pod_ready(p) else None,
-    )
+    """The RC/ReplicaSet manager's view of a stored pod."""
+    v = PodView(p)
+    return RCPod(uid=v.uid, name=v.name, labels=dict(v.labels), owner_uid=v.owner_uid, phase=v.phase, ready=v.ready,
+                 node_name=v.node, deleting=v.deleting, creation_time=v.created, restart_count=v.restart_count,
+                 ready_since=v.ready_since)
 
 
 def rc_info(rc: dict) -> RCInfo:
@@ -232,7 +210,7 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
 
     # Pods whose controller is gone are deleted with it (cascading deletion, as the garbage collector does).
     for p in pods:
-        owner = controller_uid(p)
+        owner = PodView(p).owner_uid
         if owner and not is_deleting(p):
             rc = rc_by_uid.get(owner)
             if rc is None or is_deleting(rc):
@@ -271,7 +249,7 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
     node_infos = [node_info(n) for n in nodes]
     node_names = {n.name for n in node_infos}
     bound = [pod_info(p, spread[meta(p)["uid"]]) for p in live
-             if (p.get("spec") or {}).get("nodeName") and pod_phase(p) not in ("Succeeded", "Failed")]
+             if (p.get("spec") or {}).get("nodeName") and PodView(p).phase not in ("Succeeded", "Failed")]
     pending = [p for p in live if not (p.get("spec") or {}).get("nodeName")]
     pending.sort(key=lambda p: (meta(p).get("creationTimestamp") or "", ns_of(p), meta(p)["name"]))
     for p, r in zip(pending, scheduler.schedule_all([pod_info(p, spread[meta(p)["uid"]]) for p in pending], node_infos, bound)):
@@ -307,6 +285,6 @@ def service_endpoints(pods: list[dict], services: list[dict], deleting_uids: set
                        for c in (p.get("spec") or {}).get("containers") or [] for x in c.get("ports") or [])
         eps.append(ep.EndpointPod(uid=meta(p).get("uid", ""), namespace=ns_of(p), name=meta(p)["name"],
                                   labels=meta(p).get("labels") or {}, ip=st.get("podIP"),
-                                  node_name=(p.get("spec") or {}).get("nodeName"), ready=pod_ready(p), phase=pod_phase(p),
+                                  node_name=(p.get("spec") or {}).get("nodeName"), ready=PodView(p).ready, phase=PodView(p).phase,
                                   deleting=is_deleting(p) or meta(p).get("uid") in deleting_uids, container_ports=cports))
     return dict(ep.compute_all_endpoints(infos, eps))

@@ -126,12 +126,15 @@ class Fleet:
             self.nodes[name].ssh.close()  # a hung transport is dropped; the next call reconnects
         return out
 
-    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5) -> dict[str, ProbeResult]:
+    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5, first_timeout: float = 20.0) -> dict[str, ProbeResult]:
         """One heartbeat of every node (docker info + version over the warm connection), bounded in time.
 
         A node whose last probe failed is waited for only `down_timeout`: its reconnect attempt goes on in the
         background, one at a time per node, and a later probe picks up how it ended. So a cut node does not hold
-        every pass (and a push's effect on the healthy nodes) for the full SSH connect timeout."""
+        every pass (and a push's effect on the healthy nodes) for the full SSH connect timeout. A node this process
+        has never probed is waited for up to `first_timeout`: its first heartbeat opens the SSH connection (key
+        exchange, authentication, the host's identity), which on a loaded machine or a slow link takes longer than
+        a heartbeat over a warm one, and a one-shot `apply` must not call a node unreachable for that."""
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
@@ -159,8 +162,11 @@ class Fleet:
                 if fresh_ok:
                     self._probing.pop(name)  # used once
         down = {n for n in futs if self._last_probe.get(n) is False}
+        first = [futs[n] for n in futs if n not in self._last_probe]
         cf.wait([futs[n] for n in down], timeout=down_timeout)
         cf.wait([f for n, f in futs.items() if n not in down], timeout=max(0.0, timeout - (time.monotonic() - t0)))
+        if first:
+            cf.wait(first, timeout=max(0.0, max(timeout, first_timeout) - (time.monotonic() - t0)))
         out = {}
         for name, f in futs.items():
             if f.done():
