@@ -136,6 +136,8 @@ def _resources(errs: Errors, loc: Loc, c: Container) -> None:
 
 
 def _container(errs: Errors, loc: Loc, c: Container, volume_names: set[str], host_network: bool) -> None:
+    """Kubernetes' validation of one container, field by field in the API's order. Over 60 lines: a flat list of
+    independent checks, each a few lines, in the order of the API reference (split, they would lose that order)."""
     _name(errs, loc + ("name",), c.name, names.dns1123_label)
     if not c.image.strip():
         errs.append((loc + ("image",), "Required value"))

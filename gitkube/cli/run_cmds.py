@@ -10,6 +10,12 @@ from gitkube.cli.common import add_source_args, fail
 
 
 def register(sub) -> None:
+    """Adds apply, serve, logs and exec to the gitkube command line."""
+    _register_apply(sub)
+    _register_serve_logs_exec(sub)
+
+
+def _register_apply(sub) -> None:
     ap = sub.add_parser(
         "apply", help="one reconcile pass: revision → store → scheduler/RC → pods on nodes",
         description="Run one reconcile pass: read the revision (refused whole if invalid: the last good one stays "
@@ -37,15 +43,20 @@ def register(sub) -> None:
     _proxy_mode_arg(ap)
     ap.set_defaults(func=cmd_apply)
 
+
+def _register_serve_logs_exec(sub) -> None:
     sv = sub.add_parser(
         "serve", help="reconcile continuously: on every commit/push at once, and on a schedule",
         description="Run the control loop continuously. A commit or `git push` into the watched repository triggers a "
-        "pass within a second (watchdog); APScheduler runs the periodic loops: full resync, node heartbeats, probes. "
-        "A second controller on the same state dir is refused. SIGTERM/SIGINT stop it cleanly. One log line per pass "
-        "says what changed.")
+        "pass within a second (watchdog). Each pass's plan says when work is next due (an image pull or restart "
+        "back-off ending, a node's grace period or eviction time), and serve wakes then; a readiness change seen by "
+        "the probes wakes it too; at the latest it runs a full pass every --resync seconds, as a safety net. A second "
+        "controller on the same state dir is refused. SIGTERM/SIGINT stop it cleanly. A pass that changed something "
+        "logs one line at INFO saying what; passes with nothing to do log at DEBUG (-v).")
     add_source_args(sv)
     _proxy_mode_arg(sv)
-    sv.add_argument("--resync", type=float, default=10.0, metavar="S", help="full reconcile every S seconds (default 10)")
+    sv.add_argument("--resync", type=float, default=10.0, metavar="S", help="at the latest a full pass every S seconds, whatever else woke "
+                    "serve (default 10)")
     sv.add_argument("--fetch-interval", type=float, default=30.0, metavar="S",
                     help="when --repo is a remote URL, fetch it every S seconds (default 30)")
     sv.add_argument("--node-grace", type=float, default=20.0, metavar="S",

@@ -24,7 +24,8 @@ _KINDS_HELP = _kinds_help()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds validate, diff, get, describe and events to the gitkube command line."""
+    """Adds validate, diff, status, get, describe and events to the gitkube command line. Over 60 lines: it is the
+    commands' help text, one parser after the other, read as the `--help` pages are."""
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = subparsers.add_parser(

@@ -191,6 +191,31 @@ def _rc_selector(rc: dict):
     return label_selector(sel) if rc.get("kind") == "ReplicaSet" else (sel or {})
 
 
+def _manage_replicas(plan: ClusterPlan, rcs: list[dict], pods_by_ns: dict[str, list[dict]], now: float,
+                     rng: random.Random) -> list[dict]:
+    """The RC/ReplicaSet manager's decisions into the plan; returns the pods it creates (scheduled this pass)."""
+    new_pods: list[dict] = []
+    for rc in rcs:
+        if is_deleting(rc):
+            continue
+        info = rc_info(rc)
+        candidates = [rc_pod(p) for p in pods_by_ns.get(ns_of(rc), [])]
+        d = manage_replication_controller(info, candidates, now, rng=rng)
+        kind = rc.get("kind", "ReplicationController")
+        for name in d.create:
+            pod = _pod_from_template(rc, name, rng)
+            new_pods.append(pod)
+            plan.create.append(PodCreate(pod, f"{kind} {ns_of(rc)}/{meta(rc)['name']} wants {info.replicas}"))
+        for p in d.delete:
+            plan.delete.append(PodDelete(info.namespace, p.name, p.uid, f"{kind} {info.name} scaled to {info.replicas}"))
+        for p in d.adopt:
+            plan.owners.append(OwnerChange(info.namespace, p.name, _owner_ref(rc)))
+        for p in d.release:
+            plan.owners.append(OwnerChange(info.namespace, p.name, None))
+        (plan.rs_status if kind == "ReplicaSet" else plan.rc_status)[(info.namespace, info.name)] = rc_status_dict(d.status)
+    return new_pods
+
+
 def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes: list[dict], now: float,
                  scheduler: Scheduler | None = None, rng: random.Random | None = None, *,
                  deployments: list[dict] = (), replicasets: list[dict] = (), git_commit: str | None = None,
@@ -216,26 +241,8 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
             if rc is None or is_deleting(rc):
                 plan.delete.append(PodDelete(ns_of(p), meta(p)["name"], meta(p).get("uid", ""), "owner deleted"))
 
-    # ReplicationController manager.
-    new_pods: list[dict] = []
-    for rc in rcs:
-        if is_deleting(rc):
-            continue
-        info = rc_info(rc)
-        candidates = [rc_pod(p) for p in pods_by_ns.get(ns_of(rc), [])]
-        d = manage_replication_controller(info, candidates, now, rng=rng)
-        kind = rc.get("kind", "ReplicationController")
-        for name in d.create:
-            pod = _pod_from_template(rc, name, rng)
-            new_pods.append(pod)
-            plan.create.append(PodCreate(pod, f"{kind} {ns_of(rc)}/{meta(rc)['name']} wants {info.replicas}"))
-        for p in d.delete:
-            plan.delete.append(PodDelete(info.namespace, p.name, p.uid, f"{kind} {info.name} scaled to {info.replicas}"))
-        for p in d.adopt:
-            plan.owners.append(OwnerChange(info.namespace, p.name, _owner_ref(rc)))
-        for p in d.release:
-            plan.owners.append(OwnerChange(info.namespace, p.name, None))
-        (plan.rs_status if kind == "ReplicaSet" else plan.rc_status)[(info.namespace, info.name)] = rc_status_dict(d.status)
+    # ReplicationController (and ReplicaSet) manager.
+    new_pods = _manage_replicas(plan, rcs, pods_by_ns, now, rng)
 
     # Scheduler: pending pods without a node, RC pods created this pass included.
     deleting_uids = {d.uid for d in plan.delete}

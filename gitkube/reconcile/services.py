@@ -90,7 +90,8 @@ def allocate_cluster_ips(
     cidr: str = DEFAULT_SERVICE_CIDR,
     dns_ip: str | None = DNS_IP,
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Decides each Service's ClusterIP: kept if held, requested if free and in range, else the lowest free."""
+    """Decides each Service's ClusterIP: kept if held, requested if free and in range, else the lowest free.
+    Over 60 lines: three passes over the Services (held, requested, new) that share the used-address table."""
     net = ipaddress.IPv4Network(cidr)
     reserved = _reserved(net, dns_ip)
     svcs = sorted(services, key=_key)

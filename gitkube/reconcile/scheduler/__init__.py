@@ -236,6 +236,9 @@ class Scheduler:
     def _schedule_one(
         self, pod: PodInfo, all_entries: list[_Entry], cache: dict, num_nodes: int, state: ClusterState
     ) -> ScheduleResult:
+        """One pod: filter (predicates, first failing one per node) then score (priorities) the sampled nodes.
+        Over 60 lines: the hot loop of the scheduler, kept in one frame on purpose (bench_scheduler measures it;
+        calls per node per predicate cost measurably at 5,000 nodes)."""
         cfg = self.config
         cands = self._candidates(pod, all_entries, cache)
         entries = cands.entries
