@@ -138,7 +138,10 @@ def web(fleet, tmp_path_factory):
     try:
         eventually(lambda: c.gk("get", "deploy", "web", check=False).returncode == 0, 60, what="the Deployment stored")
         c.gk("rollout", "status", "deployment/web", "--timeout", "120", timeout=180)
-        eventually(lambda: all(_get(u) == "v1" for u in _urls(c)), 30, what="v1 on every NodePort")
+        try:
+            eventually(lambda: all(_get(u) == "v1" for u in _urls(c)), 90, what="v1 on every NodePort")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nanswers: {[_get(u) for u in _urls(c)]}\n{_serve_tail(c)}") from None
         yield c
     finally:
         serve.send_signal(signal.SIGTERM)
