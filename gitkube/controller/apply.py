@@ -13,6 +13,7 @@ from gitkube.api.views import PodView
 from gitkube.nodes.kubelet.runtime import ClusterContext, Execution, PodRuntime
 from gitkube.nodes.transport.fleet import Fleet
 from gitkube.reconcile import podsync as ps
+from gitkube.reconcile.endpoints import serves_deleted_pods
 from gitkube.reconcile.plan import Key, Observation, PassPlan, Write, finished_deletions, plan_endpoints
 from gitkube.reconcile.services import plan_dataplane
 from gitkube.store import Store
@@ -142,6 +143,7 @@ def apply_plan(store: Store, plan: PassPlan, obs: Observation, fleet: Fleet | No
     done = Applied()
     write_all(store, plan.writes)
     names = [n for n in plan.sync_nodes if n in runtimes]
+    _drain_deleted(store, plan, sync_dataplane, names)
     results = fleet.map(lambda h: run_node(runtimes[h.name], plan, obs), names, timeout=600) if names else {}
     world = dict(plan.world)
     stage2: list[Write] = []
@@ -173,6 +175,21 @@ def apply_plan(store: Store, plan: PassPlan, obs: Observation, fleet: Fleet | No
     inventory = set(obs.nodes)
     write_all(store, [Write("delete", k) for k in finished_deletions(world, inventory, done.removed_uids)])
     return done
+
+
+def _drain_deleted(store: Store, plan: PassPlan, sync_dataplane: Callable | None, names: list[str]) -> None:
+    """Traffic leaves a pod before its node stops it (issue 11): when this pass deletes pods the stored Endpoints
+    still route to, their Endpoints and every node's proxy drop them now, before the node syncs run."""
+    if plan.dataplane is None or sync_dataplane is None:
+        return
+    world = plan.world
+    deleting = {PodView(o).uid for k, o in world.items() if k[0] == "Pod" and PodView(o).deleting}
+    if not deleting or not serves_deleted_pods([o for k, o in world.items() if k[0] == "Endpoints"], deleting):
+        return
+    writes: list[Write] = []
+    eps = plan_endpoints(world, writes)
+    write_all(store, [w for w in writes if w.op == "put"])  # stage 3 writes the rest (and these again, unchanged)
+    sync_dataplane(_render(plan, world, eps), names)
 
 
 def _render(plan: PassPlan, world: dict[Key, dict], eps: dict):

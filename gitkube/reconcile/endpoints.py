@@ -212,3 +212,14 @@ def compute_all_endpoints(
         if ep is not None:
             out[(svc.namespace, svc.name)] = ep
     return out
+
+
+def serves_deleted_pods(endpoints: Iterable[Mapping], deleting_uids: set[str] | frozenset[str]) -> bool:
+    """Whether stored Endpoints still send traffic to a pod being deleted: then the Services' data plane must be
+    synced without it before its node stops it (traffic leaves a pod before its preStop hook and SIGTERM)."""
+    for e in endpoints:
+        for s in e.get("subsets") or ():
+            for a in s.get("addresses") or ():
+                if ((a.get("targetRef") or {}).get("uid")) in deleting_uids:
+                    return True
+    return False

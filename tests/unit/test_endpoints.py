@@ -72,3 +72,12 @@ def test_all_services_deterministic():
     a = compute_all_endpoints(svcs, pods)
     b = compute_all_endpoints(svcs, list(reversed(pods)))
     assert a == b and list(a) == [("default", "web")]
+
+
+def test_serves_deleted_pods_reads_ready_addresses_only():
+    from gitkube.reconcile.endpoints import serves_deleted_pods
+
+    eps = [{"subsets": [{"addresses": [{"ip": "10.0.0.1", "targetRef": {"uid": "a"}}],
+                         "notReadyAddresses": [{"ip": "10.0.0.2", "targetRef": {"uid": "b"}}]}]}]
+    assert serves_deleted_pods(eps, {"a"})
+    assert not serves_deleted_pods(eps, {"b"}) and not serves_deleted_pods(eps, set()) and not serves_deleted_pods([], {"a"})
