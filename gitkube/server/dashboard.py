@@ -46,12 +46,10 @@ def revision_view(store) -> dict:
 
 
 def health_view(store, pods, nodes, rcs) -> dict:
-    """Healthy / Progressing / Degraded with reasons, by `gitkube status`'s own function when it is there."""
-    try:
-        from gitkube.reconcile.health import health
-    except ImportError:  # `gitkube status` not built: no second opinion of our own
-        return {"status": "Unknown", "reasons": []}
-    h = health(pods, nodes, rcs)
+    """Healthy / Progressing / Degraded with reasons: `gitkube status`'s own function, on the same stored objects."""
+    from gitkube.reconcile.health import health
+
+    h = health(pods, nodes, rcs, store.kv_get("heartbeats", {}) or {})
     return {"status": h.status, "reasons": list(h.reasons)[:20]}
 
 

@@ -178,7 +178,8 @@ def test_dashboard_pages(server):
     html, ctype = _get(server + "/", "text/html")
     assert ctype.startswith("text/html")
     for s in ('data-node="n1"', 'data-pod="web-1" data-node="n1"', 'data-pod="web-2" data-node="n2"',
-              "manifests/web.yaml:7: spec.replicas: must be a number", "OutOfSync", "Liveness probe failed"):
+              "manifests/web.yaml:7: spec.replicas: must be a number", "OutOfSync", "Liveness probe failed",
+              '<span class="badge Progressing" id="health-status">Progressing</span>', "pod default/wait: Pending"):
         assert s in html
     assert "<script src" not in html and "http://" not in html.split("<script>")[0]  # nothing fetched from elsewhere
     frag, _ = _get(server + "/?fragment=1", "text/html")
