@@ -50,9 +50,14 @@ def _sources(args, pods, fleet):
         else:
             chosen = names[:1]
         for c in chosen:
-            cid = container_for(fleet[node], p["metadata"]["uid"], c, previous=args.previous) if node in fleet.nodes else None
+            try:
+                cid = container_for(fleet[node], p["metadata"]["uid"], c, previous=args.previous) \
+                    if node in fleet.nodes else None
+            except Exception as e:  # noqa: BLE001 - one node that does not answer leaves the other pods' logs
+                missing.append(f"pod/{p['metadata']['name']}/{c}: node {node}: {e}")
+                continue
             if cid is None:
-                missing.append(f"pod/{p['metadata']['name']}/{c}")
+                missing.append(f"pod/{p['metadata']['name']}/{c}: container not found (waiting to start?)")
                 continue
             out.append(LogSource(node, cid, p["metadata"].get("namespace") or "default", p["metadata"]["name"], c))
     return out, missing
@@ -79,11 +84,11 @@ def cmd_logs_many(args) -> int:
         return fail(f"no pods found for selector {args.selector!r} in namespace {args.namespace}" if sel is not None
                     else f'pods "{args.pod}" not found in namespace {args.namespace}', 1)
     wanted = {p["spec"]["nodeName"] for p in pods}
-    fleet = Fleet([n for n in load_inventory(args.inventory) if n.name in wanted])
+    fleet = Fleet([n for n in load_inventory(args.inventory) if n.name in wanted], call_timeout=30.0)
     try:
         srcs, missing = _sources(args, pods, fleet)
         for m in missing:
-            print(f"warning: {m}: container not found (waiting to start?)", file=sys.stderr)
+            print(f"warning: {m}", file=sys.stderr)
         if not srcs:
             return fail("no running container to read logs from", 1)
         tail = args.tail if args.tail >= 0 else (SELECTOR_TAIL if sel is not None else -1)

@@ -177,7 +177,9 @@ def test_prometheus_scrapes_passes_phases_restarts_and_cpu(mon):
     assert (mon.value('sum(gitkube_prober_probe_total{pod="flaky",probe_type="liveness",result="failed"})') or 0) >= 1
     burn = eventually(lambda: mon.value('rate(gitkube_pod_cpu_usage_seconds_total{pod="burner"}[30s]) > 0.05'), 60,
                       interval=1, what="the burner's CPU above zero")
-    idle = mon.value('rate(gitkube_pod_cpu_usage_seconds_total{pod="sleeper"}[30s])')
+    idle = eventually(lambda: [mon.value('rate(gitkube_pod_cpu_usage_seconds_total{pod="sleeper"}[30s])')]
+                      if mon.query('rate(gitkube_pod_cpu_usage_seconds_total{pod="sleeper"}[30s])') else None, 60,
+                      interval=1, what="the sleeper's CPU rate")[0]
     print(f"\nprometheus: burner {burn * 1000:.0f}m, sleeper {idle * 1000:.1f}m (rate over 30s)")
     assert burn <= 0.3  # its 250m limit, measured over a window
     assert idle is not None and idle < 0.01
@@ -255,8 +257,8 @@ def test_top_agrees_with_kubectl_top_and_docker_stats(mon):
         print(f"{name}: docker stats {docker_m:.0f}m {docker_mi:.1f}Mi, gitkube top {ours_m}m {ours_mi}Mi")
         assert abs(docker_m - ours_m) <= max(80, 0.4 * ours_m), (name, docker_m, ours_m)  # ~1 s against 8 s
         assert abs(docker_mi - ours_mi) <= 2 + 0.1 * docker_mi, (name, docker_mi, ours_mi)
-    n2 = _table(gk_nodes)["n2"]
-    assert int(n2[0].rstrip("m")) >= 150  # the node carries the burner
+    cpu = {n: int(row[0].rstrip("m")) for n, row in _table(gk_nodes).items()}
+    assert cpu["n2"] > max(cpu["n1"], cpu["n3"]), cpu  # the node that carries the burner is the busiest
 
 
 def test_logs_follow_interleaves_the_frontends(mon):
