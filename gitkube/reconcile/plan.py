@@ -481,6 +481,24 @@ def stored_env(world: Mapping[Key, dict]) -> dict[str, tuple[EnvService, ...]]:
 
 
 # -- stage 1c: each node's pods --------------------------------------------------------------------------------
+_MODELS: dict[tuple[str, str], tuple[str, object]] = {}
+
+
+def _pod_model(o: dict, uid: str):
+    """The validated model of a stored pod (status left out), memoised by uid and resourceVersion: an unchanged pod
+    is not validated again on every pass (models are immutable). A status-only change revalidates once."""
+    key = (uid, str((o.get("metadata") or {}).get("resourceVersion", "")))
+    body = {k: v for k, v in o.items() if k != "status"}
+    hit = _MODELS.get(key)
+    if hit is not None and hit[0] == uid:
+        return hit[1]
+    model = parse_object(body)
+    if len(_MODELS) > 20_000:
+        _MODELS.clear()
+    _MODELS[key] = (uid, model)
+    return model
+
+
 def works_by_node(world: Mapping[Key, dict], config: Mapping | None = None
                   ) -> tuple[dict[str, list[ps.PodWork]], list[str]]:
     """Pods bound to each node, as the kubelets should run them (and the stored pods that no longer validate).
@@ -493,7 +511,7 @@ def works_by_node(world: Mapping[Key, dict], config: Mapping | None = None
         if not p.node:
             continue
         try:
-            model = parse_object({k: v for k, v in o.items() if k != "status"})
+            model = _pod_model(o, p.uid)
         except Exception as e:  # noqa: BLE001 - a stored object that no longer validates is skipped, and said so
             warnings.append(f"pod {p.namespace}/{p.name} skipped: {e}")
             continue
