@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (apt-get, network namespaces)" >&2; exit 2; fi
 need=()
-for b in dockerd sshd ssh-keygen busybox ip iptables nsenter haproxy dnsmasq redis-server age prometheus chromium chromedriver; do
+for b in dockerd sshd ssh-keygen busybox ip iptables nsenter haproxy dnsmasq redis-server age prometheus chromium chromedriver etcd etcdctl; do
   command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -13,7 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q docker.io openssh-server openssh-client busybox-static iproute2 iptables util-linux \
     haproxy dnsmasq-base redis-server redis-tools age \
-    prometheus chromium chromium-driver  # monitoring tests: a real Prometheus, the dashboard in headless Chromium
+    prometheus chromium chromium-driver etcd-server etcd-client  # monitoring tests: a real Prometheus, the dashboard in headless Chromium; etcd: the store for 2+ controllers
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'

@@ -8,3 +8,7 @@ cleanup() { .venv/bin/gitkube --state-dir /tmp/gitkube-test-cleanup sandbox --id
 trap cleanup EXIT
 .venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest -q -ra --durations=15 "$@"
+if [ $# -eq 0 ]; then
+  # The control loops once more with their state on a 3-member etcd cluster (loopback) instead of SQLite.
+  GITKUBE_TEST_STORE=etcd .venv/bin/python -m pytest -q -ra --durations=5 tests/integration/test_control_loops.py
+fi

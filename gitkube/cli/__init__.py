@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory holding the state database, lock and sandbox files "
         "(env GITKUBE_STATE_DIR; default: .gitkube)",
     )
+    p.add_argument(
+        "--store",
+        default=os.environ.get("GITKUBE_STORE") or None,
+        metavar="URL",
+        help="where state is kept: sqlite://DIR (the default, DIR being --state-dir: one controller) or "
+        "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (an etcd v3 cluster shared by two or more `serve`s: one leader, "
+        "the others standby; PREFIX default gitkube) (env GITKUBE_STORE)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -93,7 +101,8 @@ def expected_failure(e: BaseException) -> str | None:
     if isinstance(e, json.JSONDecodeError):
         return f"state DB holds unreadable data: {e} (run `gitkube state check`)"
     expected_types = []
-    for mod, names in (("gitkube.store.db", ("StoreLocked", "StoreCorrupt", "ReadOnlyStore")),
+    for mod, names in (("gitkube.store.db", ("StoreLocked", "StoreCorrupt", "ReadOnlyStore", "StoreURLError")),
+                       ("gitkube.store.etcd", ("StoreUnavailable", "Fenced", "Conflict")),
                        ("gitkube.store.schema", ("SchemaTooNew",)),
                        ("gitkube.source.git", ("SourceError",)),
                        ("gitkube.source.secrets", ("IdentityError",)),

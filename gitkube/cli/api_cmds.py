@@ -88,7 +88,7 @@ def desired_state_text(args) -> str:
     return f"the Git repository {repo} ({args.path}/{'@' + args.rev if args.rev else ''})"
 
 
-def start_api(args, nodes=None):
+def start_api(args, nodes=None, webhook=None):
     """Start the API server for a command's arguments; returns it (call .stop()), or None when --no-api."""
     from gitkube.server.context import ApiContext
     from gitkube.server.listener import ApiServer
@@ -96,7 +96,8 @@ def start_api(args, nodes=None):
     if getattr(args, "no_api", False):
         return None
     ctx = ApiContext(args.state_dir, desired_state_text(args),
-                     nodes=nodes or InventoryReader(args.repo, args.rev, args.path, args.inventory))
+                     nodes=nodes or InventoryReader(args.repo, args.rev, args.path, args.inventory),
+                     store_url=getattr(args, "store", None), webhook=webhook)
     server = ApiServer(ctx, args.api_listen, tls=args.api_tls)
     server.start()
     return server
@@ -130,13 +131,13 @@ def cmd_kubeconfig(args) -> int:
     return 0
 
 
-def start_beside_serve(args):
+def start_beside_serve(args, webhook=None):
     """For `serve`: the API server beside the loop. One that cannot bind (the port taken) is logged and the loop
     runs without it: the control loop is serve's job, the API a view of it."""
     from gitkube.server.listener import ListenError
 
     try:
-        return start_api(args)
+        return start_api(args, webhook=webhook)
     except ListenError:
         raise
     except OSError as e:

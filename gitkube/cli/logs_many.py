@@ -69,14 +69,14 @@ def cmd_logs_many(args) -> int:
     from gitkube.nodes.inventory import load_inventory
     from gitkube.nodes.kubelet.logstream import log_kwargs, read_lines
     from gitkube.nodes.transport.fleet import Fleet
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
     try:
         since = parse_duration(args.since) if args.since else None
         sel = parse_selector(args.selector) if args.selector else None
     except ValueError as e:
         return fail(str(e), 2)
-    with Store.open(args.state_dir) as store:
+    with open_store(args.state_dir, url=getattr(args, "store", None)) as store:
         pods = store.list("Pod", namespace=args.namespace, selector=sel) if sel is not None else \
             [p for p in [store.get("Pod", args.namespace, args.pod)] if p]
     pods = [p for p in pods if not p["metadata"].get("deletionTimestamp") and (p.get("spec") or {}).get("nodeName")]

@@ -60,7 +60,7 @@ def _name(target: str) -> str | None:
 
 def cmd_status(args) -> int:
     """Polls the stored Deployment's status: exit 0 rolled out, 1 deadline exceeded or timed out."""
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
     name = _name(args.target)
     if not name:
@@ -68,7 +68,7 @@ def cmd_status(args) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     last = None
     while True:
-        with Store.open(args.state_dir) as store:
+        with open_store(args.state_dir, url=getattr(args, "store", None)) as store:
             d = store.get("Deployment", args.namespace, name)
         if d is None:
             return fail(f'Error from server (NotFound): deployments.apps "{name}" not found', 1)
@@ -106,12 +106,12 @@ def _subjects(repo: str, shas: set[str]) -> dict[str, str]:
 
 def cmd_history(args) -> int:
     """Prints REVISION GIT-COMMIT IMAGES REPLICAS CHANGE-CAUSE for every ReplicaSet of the Deployment."""
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
     name = _name(args.target)
     if not name:
         return fail(f"rollout history supports deployments only, not {args.target!r}", 2)
-    with Store.open(args.state_dir) as store:
+    with open_store(args.state_dir, url=getattr(args, "store", None)) as store:
         d = store.get("Deployment", args.namespace, name)
         if d is None:
             return fail(f'Error from server (NotFound): deployments.apps "{name}" not found', 1)

@@ -51,7 +51,9 @@ def _register_serve_logs_exec(sub) -> None:
         "pass within a second (watchdog). Each pass's plan says when work is next due (an image pull or restart "
         "back-off ending, a node's grace period or eviction time), and serve wakes then; a readiness change seen by "
         "the probes wakes it too; at the latest it runs a full pass every --resync seconds, as a safety net. A second "
-        "controller on the same state dir is refused. SIGTERM/SIGINT stop it cleanly. A pass that changed something "
+        "controller on the same state dir is refused; with an etcd --store two or more serves share the store: one "
+        "leads (passes, probes, node actions), the others stand by serving the read API and take over when the "
+        "leader's lease expires. SIGTERM/SIGINT stop it cleanly. A pass that changed something "
         "logs one line at INFO saying what; passes with nothing to do log at DEBUG (-v).")
     add_source_args(sv)
     _proxy_mode_arg(sv)
@@ -69,6 +71,13 @@ def _register_serve_logs_exec(sub) -> None:
     from gitkube.cli.api_cmds import add_api_args
 
     add_api_args(sv, serve=True)
+    sv.add_argument("--lease-ttl", type=int, default=5, metavar="S",
+                    help="with an etcd --store: the leader's lease lasts S seconds unless renewed (every S/3); a "
+                    "standby takes over within S seconds of the leader's death (default 5)")
+    sv.add_argument("--webhook-secret-file", metavar="FILE", default=os.environ.get("GITKUBE_WEBHOOK_SECRET_FILE"),
+                    help="accept POST /hooks/git on the API listener from a remote Git host (GitHub, Gitea, GitLab) "
+                    "signed with the shared secret in FILE: a verified push fetches --repo and runs a pass at once "
+                    "(env GITKUBE_WEBHOOK_SECRET_FILE)")
     sv.set_defaults(func=cmd_serve)
 
     lg = sub.add_parser("logs", help="print a container's logs", description="Print the logs of a pod's container "
@@ -121,7 +130,7 @@ def _open_controller(args, **kw):
     from gitkube.store import StoreLocked
 
     try:
-        ctrl = Controller(args.state_dir, _source(args), progress=_say, **kw)
+        ctrl = Controller(args.state_dir, _source(args), progress=_say, store_url=getattr(args, "store", None), **kw)
         ctrl.proxy_mode = getattr(args, "proxy_mode", None) or ctrl.proxy_mode
         return ctrl
     except StoreLocked as e:
@@ -342,10 +351,20 @@ def cmd_serve(args) -> int:
         parse_listen(args.api_listen)
     except ListenError as e:
         return fail(str(e), 2)
-    ctrl = _open_controller(args, grace_period=args.node_grace, eviction_timeout=args.eviction_timeout)
-    api = start_beside_serve(args)  # the read-only Kubernetes API over the same state dir
+    webhook = None
+    if args.webhook_secret_file:
+        from gitkube.server.hooks import Webhook
+
+        try:
+            webhook = Webhook.from_file(args.webhook_secret_file)
+        except (OSError, ValueError) as e:
+            return fail(f"--webhook-secret-file: {getattr(e, 'strerror', None) or e}", 2)
+        if args.no_api:
+            return fail("--webhook-secret-file needs the API listener (it serves POST /hooks/git); drop --no-api", 2)
+    ctrl = _open_controller(args, grace_period=args.node_grace, eviction_timeout=args.eviction_timeout, elect=False)
+    api = start_beside_serve(args, webhook=webhook)  # the read-only Kubernetes API over the same store
     try:
-        return serve(ctrl, args, on_event=_probe_event(ctrl))
+        return serve(ctrl, args, on_event=_probe_event(ctrl), webhook=webhook)
     finally:
         if api is not None:
             api.stop()
@@ -353,9 +372,9 @@ def cmd_serve(args) -> int:
 
 
 def _find_pod(args):
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
-    with Store.open(args.state_dir) as store:
+    with open_store(args.state_dir, url=args.store) as store:
         pod = store.get("Pod", args.namespace, args.pod)
     if pod is None:
         raise SystemExit(fail(f'pods "{args.pod}" not found in namespace {args.namespace}', 1))

@@ -133,9 +133,9 @@ def _scope_args(p: argparse.ArgumentParser) -> None:
 
 
 def _open_reader(args):
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
-    return Store.open(args.state_dir, writer=False)
+    return open_store(args.state_dir, writer=False, url=getattr(args, "store", None))
 
 
 def _load(args):
@@ -277,7 +277,7 @@ def _node_plan_lines(args) -> list[str] | None:
         print(f"note: no inventory ({args.inventory}): objects only, no scheduling or node plan", file=sys.stderr)
         return []
     ctrl = Controller(args.state_dir, Source(args.repo, args.rev, args.path, args.inventory, args.age_identity),
-                      writer=False, probe_timeout=args.heartbeat_timeout)
+                      writer=False, probe_timeout=args.heartbeat_timeout, store_url=getattr(args, "store", None))
     try:
         obs, _ = ctrl.observe(offline=args.offline)
         if obs.refused_what == "inventory":
@@ -302,6 +302,10 @@ def cmd_status(args) -> int:
     if isinstance(summary, int):
         return summary
     print("\n".join(summary.lines()))
+    from gitkube.cli.leader_cmd import leader_lines
+
+    with _open_reader(args) as st:  # which store, and with etcd which serve leads
+        print("\n".join(leader_lines(st)))
     return summary.exit_code
 
 

@@ -81,10 +81,10 @@ def _print(head, rows, args, sort_cols) -> None:
 def cmd_top_pods(args) -> int:
     """Prints pod usage; exit 1 when there is none to print (as kubectl top)."""
     from gitkube.reconcile.usage import top_pod_rows
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
     sel = _selector(args.selector)
-    with Store.open(args.state_dir) as store:
+    with open_store(args.state_dir, url=getattr(args, "store", None)) as store:
         snap = _snapshot(store)
         pods = store.list("Pod", namespace=None if args.all_namespaces else args.namespace, selector=sel)
     if args.name:
@@ -103,10 +103,10 @@ def cmd_top_pods(args) -> int:
 def cmd_top_nodes(args) -> int:
     """Prints node usage with percentages; exit 1 for an unknown node."""
     from gitkube.reconcile.usage import top_node_rows
-    from gitkube.store import Store
+    from gitkube.store import open_store
 
     sel = _selector(args.selector)
-    with Store.open(args.state_dir) as store:
+    with open_store(args.state_dir, url=getattr(args, "store", None)) as store:
         snap = _snapshot(store)
         nodes = store.list("Node", selector=sel)
     names = [n["metadata"]["name"] for n in nodes]

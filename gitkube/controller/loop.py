@@ -18,7 +18,7 @@ from gitkube.nodes.transport.fleet import Fleet
 from gitkube.reconcile.plan import Observation, PassPlan, plan_pass
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.source.secrets import identity_path, load_identities
-from gitkube.store import Store
+from gitkube.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,12 @@ class Controller:
 
     def __init__(self, state_dir: str, source: Source, *, writer: bool = True, progress=None,
                  grace_period: float = 20.0, eviction_timeout: float = 30.0, probe_timeout: float = 6.0,
-                 fleet_factory=Fleet):
+                 fleet_factory=Fleet, store_url: str | None = None, elect: bool = True):
         self.source = source
         self.fleet_factory = fleet_factory  # Fleet: real SSH+Docker; unit tests pass a fleet of FakeNodes
-        self.store = Store.open(state_dir, writer=writer)
+        # elect=False: an etcd store's writer that waits for the leadership (serve) instead of taking it now (apply)
+        self.store = open_store(state_dir, writer=writer, url=store_url, elect=elect)
+        self.may_act = lambda: None  # raises (Fenced) when this process may not act on nodes: an etcd standby
         self.progress = progress or (lambda m: None)
         self.grace_period = grace_period
         self.eviction_timeout = eviction_timeout
@@ -81,6 +83,8 @@ class Controller:
             self.fleet = self.fleet_factory(nodes)
             self._fleet_key = key
             self.runtimes = {n: PodRuntime(self.fleet[n]) for n in self.fleet.names()}
+            for rt in self.runtimes.values():
+                rt.may_act = lambda: self.may_act()
             if self.probes is not None:
                 self.probes.fleet, self.probes.runtimes = self.fleet, self.runtimes
         return self.fleet
@@ -138,6 +142,7 @@ class Controller:
             return report
 
     def _pass(self, now: float | None, expect_fingerprint: str | None, t0: float) -> PassReport:
+        self.may_act()
         obs, calls = self.observe(now=now)
         plan = self.plan(obs)
         report = PassReport(sha=plan.sha, refused=list(plan.refused), synced=plan.sync, plan=plan,
@@ -160,6 +165,7 @@ class Controller:
         from gitkube.nodes.dataplane.proxy import sync_services
 
         def one(h):
+            self.may_act()
             return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip,
                                  self.proxy_mode, dp.iptables_rules)
 

@@ -56,24 +56,35 @@ def next_wake(now: float, last_pass: float, resync: float, due: float | None, mi
     return max(min_gap, until)
 
 
-def _remote_fetch(ctrl, args, sched, trigger: threading.Event) -> str | None:
+def _remote_fetch(ctrl, args, sched, trigger: threading.Event, webhook=None) -> str | None:
     """With a remote --repo: fetch it into the state dir's mirror now and on every --fetch-interval (a fetch that
-    brings commits triggers a pass); the controller reads the mirror. Returns the remote URL, or None."""
+    brings commits triggers a pass); the controller reads the mirror. Returns the remote URL, or None. A webhook
+    (gitkube.server.hooks) gets what a verified push runs: a fetch now (else, with a local --repo, a pass)."""
     from gitkube.source.remote import is_remote, sync_mirror
 
     remote = args.repo if is_remote(args.repo) else None
     if not remote:
+        if webhook is not None:
+            webhook.on_push = lambda: trigger.set() or True
         return None
     mirror = os.path.join(args.state_dir, "mirror.git")
+    fetch_lock = threading.Lock()
 
-    def fetch():
-        try:
-            if sync_mirror(remote, mirror):
-                log.info("fetched new commits from %s", remote)
-                trigger.set()
-        except Exception as e:  # noqa: BLE001 - a remote that is down is retried on the next interval
-            log.warning("fetch from %s failed: %s (retrying in %ss)", remote, e, args.fetch_interval)
+    def fetch(raise_errors: bool = False) -> bool:
+        with fetch_lock:  # the interval and a webhook delivery may fetch at once
+            try:
+                if sync_mirror(remote, mirror):
+                    log.info("fetched new commits from %s", remote)
+                    trigger.set()
+                    return True
+            except Exception as e:  # noqa: BLE001 - a remote that is down is retried on the next interval
+                log.warning("fetch from %s failed: %s (retrying in %ss)", remote, e, args.fetch_interval)
+                if raise_errors:
+                    raise
+            return False
 
+    if webhook is not None:
+        webhook.on_push = lambda: fetch(raise_errors=True)
     fetch()
     ctrl.source.repo = mirror
     sched.add_job(fetch, "interval", seconds=args.fetch_interval, id="fetch", max_instances=1, coalesce=True)
@@ -91,11 +102,14 @@ def _sample_usage(ctrl, args, sched) -> None:
         sched.add_job(ctrl.usage.sample, "interval", seconds=usage_interval, id="usage", max_instances=2, coalesce=True)
 
 
-def _one_pass(ctrl, passes: int):
-    """One pass, logged (INFO when it changed something, DEBUG when it had nothing to do); None if it failed."""
+def _one_pass(ctrl, passes: int, gate=None):
+    """One pass, logged (INFO when it changed something, DEBUG when it had nothing to do); None if it failed (or
+    this serve stopped being the leader during it)."""
     try:
         rep = ctrl.reconcile()
     except Exception as e:  # noqa: BLE001 - one failed pass must not end the loop: logged with its traceback
+        if gate is not None and gate.fenced(e):
+            return None
         log.exception("pass failed: %s", e)
         return None
     summary = rep.summary()
@@ -106,7 +120,7 @@ def _one_pass(ctrl, passes: int):
     return rep
 
 
-def serve(ctrl, args, on_event) -> int:
+def serve(ctrl, args, on_event, webhook=None) -> int:
     """Run passes on every trigger (push, due work, probe change, resync) until SIGTERM/SIGINT."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -121,7 +135,7 @@ def serve(ctrl, args, on_event) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sched = BackgroundScheduler(daemon=True)
-    remote = _remote_fetch(ctrl, args, sched, trigger)
+    remote = _remote_fetch(ctrl, args, sched, trigger, webhook)
     _sample_usage(ctrl, args, sched)
     sched.start()
     observer = _watch(ctrl.source.repo, trigger)
@@ -130,14 +144,26 @@ def serve(ctrl, args, on_event) -> int:
              args.path, args.rev or "checked-out branch", args.resync, args.state_dir)
     passes = 0
     last_pass, due = time.time(), None
+    gate = None
+    if getattr(ctrl.store, "backend", "sqlite") == "etcd":  # two or more serves: only the leader acts
+        from gitkube.controller.leader import LeaderGate
+
+        gate = LeaderGate(ctrl, getattr(args, "lease_ttl", 5))
     try:
         while not stop.is_set():
-            woke = trigger.wait(timeout=next_wake(time.time(), last_pass, args.resync, due))
+            wait = next_wake(time.time(), last_pass, args.resync, due)
+            woke = trigger.wait(timeout=wait if gate is None or gate.leading else min(wait, gate.poll))
             if stop.is_set():
                 break
+            if gate is not None:
+                gate.step()
+                if not gate.leading:
+                    trigger.clear()  # a standby runs no pass; the leader does
+                    continue
             trigger.clear()
             last_pass = time.time()
-            rep = _one_pass(ctrl, passes + 1)
+            log.debug("pass %d starting", passes + 1)
+            rep = _one_pass(ctrl, passes + 1, gate)
             if rep is None:
                 time.sleep(1)
                 continue
@@ -147,6 +173,8 @@ def serve(ctrl, args, on_event) -> int:
             log.debug("pass %d woken by %s; next due %s", passes, "a trigger" if woke else "its timer",
                       f"in {due - time.time():.1f}s" if due else "-")
     finally:
+        if gate is not None:
+            gate.close()
         sched.shutdown(wait=False)
         observer.stop()
     log.info("stopped after %d passes", passes)

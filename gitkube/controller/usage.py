@@ -11,7 +11,7 @@ from gitkube import instruments
 from gitkube.api.quantity import cpu_millis, memory_bytes
 from gitkube.nodes.kubelet.stats import DEFAULT_CONCURRENCY, sample_node
 from gitkube.reconcile.usage import ContainerReading, snapshot
-from gitkube.store import Store
+from gitkube.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class UsageSampler:
     def sample(self) -> dict | None:
         """One sample of every node of the fleet; the snapshot is stored and returned (None: no fleet yet)."""
         fleet = self.ctrl.fleet
+        try:
+            self.ctrl.may_act()  # with an etcd store only the leader samples (and writes the snapshot)
+        except Exception:  # noqa: BLE001 - a standby: nothing to do
+            return None
         if fleet is None or not self._busy.acquire(blocking=False):
             return None
         try:
@@ -63,7 +67,7 @@ class UsageSampler:
                 answered.append(node)
                 readings += res.readings
                 calls += res.calls
-            with Store.open(self.ctrl.store.state_dir, writer=False) as st:
+            with open_store(self.ctrl.store.state_dir, writer=False, url=getattr(self.ctrl.store, "url", None)) as st:
                 capacity = node_capacity(st.list("Node"))
             snap = snapshot(self.previous, readings, capacity, answered, time.time())
             self.previous = {r.id: r for r in readings}

@@ -23,12 +23,13 @@ ROUTE_MODULES = [
     "gitkube.server.dashboard",  # / and /ui/…: the read-only web dashboard
     "gitkube.server.discovery",  # /version, /api, /api/v1, /apis…
     "gitkube.server.health",     # /healthz, /livez, /readyz
+    "gitkube.server.hooks",      # POST /hooks/git: a remote Git host's signed push (its own secret, not the token)
     "gitkube.server.writes",     # POST/PUT/PATCH/DELETE on object paths: refused, desired state is Git
     "gitkube.server.logs",       # pods/{name}/log (a subresource handler: SUBRESOURCE_HANDLERS)
     "gitkube.server.objects",    # GET of object paths: list, get, watch, Table; subresources from the modules
 ]
 # Paths anyone may read without the bearer token (as Kubernetes' system:public-info-viewer).
-PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz", "/hooks/git"})
 
 
 @web.middleware

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gitkube.store import Store
+from gitkube.store import Store, open_store
 from gitkube.store.db import DB_FILE
 
 POLL_SECONDS = 0.1  # how often the change feed looks at the store's resourceVersion
@@ -26,6 +26,8 @@ class ApiContext:
     nodes: Callable[[], list] = list  # -> [NodeConfig]: the inventory, for logs
     token: str | None = None  # bearer token required from clients when set
     workers: int = 4
+    store_url: str | None = None  # --store: None is the state dir's SQLite DB
+    webhook: object | None = None  # a gitkube.server.hooks.Webhook when serve accepts POST /hooks/git
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _pool: cf.ThreadPoolExecutor | None = field(default=None, repr=False)
     _stores: list = field(default_factory=list, repr=False)
@@ -38,7 +40,7 @@ class ApiContext:
             st = None  # opened before the first apply made the DB (an empty in-memory view): open the file now
         if st is None:
             self._local.empty = not os.path.exists(self._db_path())
-            st = self._local.store = Store.open(self.state_dir, writer=False)
+            st = self._local.store = open_store(self.state_dir, writer=False, url=self.store_url)
             self._stores.append(st)
         return st
 

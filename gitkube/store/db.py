@@ -57,6 +57,10 @@ class StoreLocked(RuntimeError):
     """Another process holds the writer lock of this state dir."""
 
 
+class StoreURLError(ValueError):
+    """A --store value that names no store gitkube knows (sqlite://DIR, etcd://HOST:PORT,...)."""
+
+
 class ReadOnlyStore(RuntimeError):
     """A write was attempted on a store opened as a reader."""
 

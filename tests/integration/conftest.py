@@ -14,6 +14,11 @@ import pytest
 
 SID = int(os.environ.get("GITKUBE_TEST_SANDBOX_ID", "1"))
 NODES = 3
+# GITKUBE_TEST_STORE=etcd runs every gitkube command of the suite on a 3-member etcd cluster (started once on
+# loopback) instead of each state dir's SQLite file; each test module (or test, see STORE_PER_TEST) gets its own
+# key prefix, so the tests stay as isolated from each other as their state dirs.
+STORE = os.environ.get("GITKUBE_TEST_STORE", "sqlite")
+_ETCD: list = []  # the session's EtcdCluster, started on first use
 
 
 def _prereqs_missing() -> str | None:
@@ -84,6 +89,53 @@ class SandboxFleet:
         """The docker CLI against a node's engine directly (the test's own view, not gitkube's)."""
         sock = f"unix:///var/lib/gitkube/sandbox/gk{self.sid}/{node}/docker.sock"
         return subprocess.run(["docker", "-H", sock, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def etcd_cluster_once(base: Path):
+    """The session's 3-member etcd cluster on loopback (Debian's etcd), started on first use, killed at exit."""
+    if not _ETCD:
+        import atexit
+
+        from gitkube.sandbox.etcd import EtcdCluster
+
+        c = EtcdCluster(base, size=3).start()
+        atexit.register(c.stop)
+        _ETCD.append(c)
+    return _ETCD[0]
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory):
+    c = etcd_cluster_once(tmp_path_factory.mktemp("etcd"))
+    yield c
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _store_per_module(request, tmp_path_factory):
+    """With GITKUBE_TEST_STORE=etcd: GITKUBE_STORE names the etcd cluster with this module's own key prefix."""
+    if STORE != "etcd" or "integration" not in str(request.node.fspath):
+        yield
+        return
+    c = etcd_cluster_once(tmp_path_factory.mktemp("etcd"))
+    old = os.environ.get("GITKUBE_STORE")
+    os.environ["GITKUBE_STORE"] = c.url(f"t-{request.module.__name__.rsplit('.', 1)[-1]}-{os.getpid()}")
+    yield
+    if old is None:
+        os.environ.pop("GITKUBE_STORE", None)
+    else:
+        os.environ["GITKUBE_STORE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _store_per_test(request):
+    """Modules whose state is per test (STORE_PER_TEST = True) get a key prefix per test."""
+    if STORE != "etcd" or not getattr(request.module, "STORE_PER_TEST", False):
+        yield
+        return
+    old = os.environ["GITKUBE_STORE"]
+    os.environ["GITKUBE_STORE"] = f"{old}-{request.node.name[:80]}"
+    yield
+    os.environ["GITKUBE_STORE"] = old
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ import yaml
 
 from tests.integration.conftest import SID, eventually, gk
 
+STORE_PER_TEST = True  # with GITKUBE_TEST_STORE=etcd each test gets its own key prefix (see conftest)
+
 NODES = ("n1", "n2", "n3")
 IMAGE = "gitkube/busybox:latest"
 NAME_RE = re.compile(r"^[a-z0-9-]+-[bcdfghjklmnpqrstvwxz2456789]{5}$")

@@ -9,6 +9,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gitkube.api import cpu_millis, memory_bytes
@@ -132,6 +133,9 @@ class PodRuntime:
         # old workers sent it just before finish (issue 11: rolling updates drop no request).
         self.endpoint_drain = ENDPOINT_DRAIN_SECONDS
         self.config_vols = ConfigVolumes(handle)  # config volumes' files written in running pods
+        # Raises when this process may no longer act on nodes (an etcd leader whose lease is gone): checked before
+        # every action, so a paused leader that resumes does nothing its successor may already have done.
+        self.may_act: Callable[[], None] = lambda: None
 
     @property
     def node(self) -> str:
@@ -260,6 +264,7 @@ class PodRuntime:
         infra = (seen.get(INFRA) or [None])[-1]
         infra_id = infra.id if infra is not None and infra.running else None
         for a in actions:
+            self.may_act()
             try:
                 if isinstance(a, EnsureSandbox):
                     infra_id = self.ensure_sandbox(w, ctx, a.replace)
@@ -278,6 +283,7 @@ class PodRuntime:
                 break
 
     def _terminate_in_background(self, a: KillPod, seen, w: PodWork | None) -> None:
+        self.may_act()
         with self._lock:
             if a.pod_uid in self._terminating:
                 return  # already under way: its grace period runs on
