@@ -720,6 +720,11 @@ class EtcdStore:
         out.sort(key=lambda b: tuple(object_key(b)))
         return out
 
+    def desired_index(self) -> dict[ObjectKey, tuple[str, bool, str]]:
+        """Every object's (desired content hash, being deleted, origin): what a revision sync compares against."""
+        return {k: (rec["dh"], bool(rec["b"]["metadata"].get("deletionTimestamp")), rec["o"])
+                for k, (rec, _m) in self._rows().items()}
+
     def git_digests(self) -> dict[tuple[str, str, str], str]:
         """Per Git-origin object not marked for deletion, the hash of its authored content as last synced."""
         return {tuple(k): rec["dh"] for k, (rec, _m) in self._rows().items()

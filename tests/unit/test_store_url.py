@@ -22,3 +22,17 @@ def test_sqlite_is_the_default_and_can_be_named(tmp_path):
         assert st.state_dir == str(tmp_path / "b")
     with pytest.raises(ValueError, match="want sqlite://DIR or etcd://"):
         open_store(str(tmp_path), url="redis://x:1")
+
+
+def test_the_etcd_store_has_every_method_of_the_sqlite_store():
+    """The controller and the API take either store: a method added to one must be added to the other."""
+    import inspect
+
+    from gitkube.store.etcd import EtcdStore
+
+    for name, fn in inspect.getmembers(Store, callable):
+        if name.startswith("_") or name == "open":
+            continue
+        other = getattr(EtcdStore, name, None)
+        assert other is not None, f"EtcdStore lacks {name}()"
+        assert list(inspect.signature(fn).parameters) == list(inspect.signature(other).parameters), name
