@@ -17,7 +17,10 @@ The sandbox is brought up at the start and torn down at the end, whatever happen
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -100,10 +103,20 @@ def noop_passes(state: Path, repo: Path, inventory: Path, passes: int) -> None:
             sync_calls.append(dict(rep.api_calls))
             all_calls.append({n: ctrl.fleet[n].docker.calls - before[n] for n in before})
         pods = len(ctrl.store.list("Pod", namespace="*"))
+        prof = cProfile.Profile()  # one more no-op pass, profiled: where its time goes
+        prof.enable()
+        ctrl.reconcile()
+        prof.disable()
     finally:
         ctrl.close()
     print(f"(a) no-op reconcile pass, {pods} pods on {len(sync_calls[0])} nodes, {passes} passes:")
-    print(f"  wall time: {fmt(walls)}")
+    print(f"  wall time: {fmt(walls)} (target at 500 pods: median <= 0.050s)")
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(5)
+    top = [ln for ln in out.getvalue().splitlines() if re.match(r"\s*\d", ln)][:5]
+    print("  profile of one more no-op pass, top five by own time (ncalls tottime percall cumtime percall where):")
+    for ln in top:
+        print(f"    {ln.strip()}")
     for n in sorted(sync_calls[0]):
         s = sorted({c[n] for c in sync_calls})
         a = sorted({c[n] for c in all_calls})
