@@ -481,21 +481,22 @@ def stored_env(world: Mapping[Key, dict]) -> dict[str, tuple[EnvService, ...]]:
 
 
 # -- stage 1c: each node's pods --------------------------------------------------------------------------------
-_MODELS: dict[tuple[str, str], tuple[str, object]] = {}
+_MODELS: dict[tuple[str, str], tuple[dict, object]] = {}
 
 
 def _pod_model(o: dict, uid: str):
-    """The validated model of a stored pod (status left out), memoised by uid and resourceVersion: an unchanged pod
-    is not validated again on every pass (models are immutable). A status-only change revalidates once."""
+    """The validated model of a stored pod (status left out), memoised: an unchanged pod is not validated again on
+    every pass (models are immutable). Looked up by uid and resourceVersion, used only when the body is equal (two
+    stores in one process, e.g. a dry run's copy, may reuse a resourceVersion)."""
     key = (uid, str((o.get("metadata") or {}).get("resourceVersion", "")))
     body = {k: v for k, v in o.items() if k != "status"}
     hit = _MODELS.get(key)
-    if hit is not None and hit[0] == uid:
+    if hit is not None and hit[0] == body:
         return hit[1]
     model = parse_object(body)
     if len(_MODELS) > 20_000:
         _MODELS.clear()
-    _MODELS[key] = (uid, model)
+    _MODELS[key] = (body, model)
     return model
 
 
