@@ -219,7 +219,10 @@ class Sandbox:
             "Subsystem sftp internal-sftp",  # hostPath type checks
             "MaxSessions 64",
             "MaxStartups 64:30:128",
-            f"SetEnv DOCKER_HOST={p.docker_sock}",
+            # PYENV_REHASH_TIMEOUT: a root whose shell startup runs `pyenv init` (this machine's) takes pyenv's
+            # global rehash lock in every SSH session; under load sessions queued on it for up to 60 s each, and
+            # every Docker call over SSH timed out. Zero: try the lock once, never wait for it.
+            f"SetEnv DOCKER_HOST={p.docker_sock} PYENV_REHASH_TIMEOUT=0",
             "LogLevel ERROR",
             "",
         ])
