@@ -272,7 +272,7 @@ def test_guestbook_end_to_end(cluster):
     cluster.gk("images", "load", "all", "--inventory", str(cluster.fleet.inventory), timeout=300)
     loaded = time.monotonic() - t0
     files = {p.name: p.read_text() for p in sorted((REPO_ROOT / "manifests" / "guestbook").glob("*.yaml"))}
-    assert len(files) == 6
+    assert len(files) == 7  # with the frontend-settings ConfigMap (the age-encrypted Secret is optional)
     cluster.commit(files, "the Guestbook")
     t0 = time.monotonic()
     cluster.gk("apply", *cluster.src(), "--wait", "--timeout", "240", timeout=330)
