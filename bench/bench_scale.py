@@ -9,7 +9,8 @@ For each size it prints:
   passes, and Docker API calls per node (whole pass: heartbeat included);
 - the time to deploy --pods-per-node more pods on every node (`gitkube apply --wait`, a new process);
 - the pass time with the last node cut off: the first pass after the cut and the median of the later ones.
-Target: a no-op pass at 32 nodes <= 2x the pass at 3 nodes (printed at the end). Pods are pinned to their node
+Target: a no-op pass at 32 nodes <= 2x the pass at 3 nodes (printed at the end). --budget bounds the run: no new
+size starts after it; SIGTERM tears down as a normal end does. Pods are pinned to their node
 (spec.nodeName) so every node holds the same count; every loop is bounded in count and time.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -104,13 +106,17 @@ def run(args, tmp: Path) -> None:
     git(work, "init", "-q", "-b", "main")
     sb = Sandbox(args.sandbox)
     rows = []
+    started = time.monotonic()
     for n in args.sizes:
-        print(f"== {n} nodes")
+        if time.monotonic() - started > args.budget:
+            print(f"== {n} nodes: skipped, the time budget ({args.budget:.0f}s) is spent")
+            break
+        print(f"== {n} nodes", flush=True)
         t0 = time.monotonic()
         out = gk(fleet_state, "sandbox", "--id", str(args.sandbox), "up", "--nodes", str(n))
         inventory = Path(out.stdout.strip().splitlines()[-1])
         up = time.monotonic() - t0
-        print(f"  sandbox up (grown to {n} nodes): {up:.1f}s; {out.stderr.strip().splitlines()[-1]}")
+        print(f"  sandbox up (grown to {n} nodes): {up:.1f}s; {out.stderr.strip().splitlines()[-1]}", flush=True)
         commit(work, {"base.yaml": pods_yaml(n, args.pods_per_node, "p"), "more.yaml": None}, f"{n} nodes")
         t0 = time.monotonic()
         gk(state, "apply", "--repo", str(work), "--inventory", str(inventory), "--wait", "--timeout", "1500")
@@ -158,9 +164,13 @@ def main() -> int:
                     help="fleet sizes, grown in this order (default 3,9,18,32)")
     ap.add_argument("--pods-per-node", type=int, default=10)
     ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=3600.0,
+                    help="start no new fleet size after this many seconds (default 3600)")
     ap.add_argument("--sandbox", type=int, default=int(os.environ.get("GITKUBE_TEST_SANDBOX_ID", "9")),
                     help="sandbox id (default: env GITKUBE_TEST_SANDBOX_ID, else 9)")
     args = ap.parse_args()
+    # SIGTERM (a `timeout` around the bench) ends it through the same teardown as a normal end.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="gk-bench-scale-"))
     try:
         run(args, tmp)
