@@ -166,11 +166,11 @@ def parse_object(doc: Any) -> KubeObject:
         head.append((("apiVersion",), "Required value"))
     elif want is not None and api_version != want:
         head.append((("apiVersion",), f'Unsupported value: {_show(api_version)}: supported values: "{want}"'))
-    elif want is None and api_version not in (API_VERSION, *API_VERSIONS.values()):
+    elif want is None and (not isinstance(api_version, str) or api_version not in (API_VERSION, *API_VERSIONS.values())):
         head.append((("apiVersion",), f'Unsupported value: {_show(api_version)}: supported values: "v1", "apps/v1"'))
     if kind is None:
         head.append((("kind",), "Required value"))
-    elif kind not in KINDS:
+    elif not isinstance(kind, str) or kind not in KINDS:
         head.append((("kind",), f'Unsupported value: {_show(kind)}: supported values: '
                                 + ", ".join(f'"{k}"' for k in KINDS)))
     if head:

@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "gitkube.cli.api_cmds",    # api, kubeconfig (and the API server serve starts)
     "gitkube.cli.secret_cmd",  # secret encrypt
     "gitkube.cli.top_cmd",     # top pods|nodes (usage sampled by serve)
+    "gitkube.cli.statedb_cmd", # state check/rebuild
+    "gitkube.cli.lock_cmd",    # lock status/acquire/release
 ]
 
 

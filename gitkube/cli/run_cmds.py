@@ -137,6 +137,10 @@ def _open_controller(args, **kw):
         raise SystemExit(fail(f"{e}\nanother gitkube apply/serve is running on this state dir; stop it or use another --state-dir", 2))
 
 
+# How long --wait keeps waiting for the pods of a node that is NotReady or out of reach before it gives up on them.
+HOLD_AFTER = 20.0
+
+
 def _unready_nodes(ctrl) -> dict[str, str]:
     """Nodes whose Ready condition is not True, with why (reason: message), from the store."""
     out = {}
@@ -294,22 +298,30 @@ def _executed_lines(rep) -> list[str]:
 
 def _wait(args, ctrl, run: _ApplyRun, said: dict[str, str]) -> int:
     """Reconcile until every pod is Running and Ready (or Succeeded) and every rollout is complete; an exit code.
-    Pods of NotReady nodes are not waited for (said which, and why)."""
+    Pods of a node NotReady or unreachable for HOLD_AFTER seconds are not waited for (said which, and why)."""
     ctrl.start_probes(on_event=_probe_event(ctrl), wake=lambda: None)
     deadline = time.monotonic() + args.timeout
     last = None
+    held_since: dict[str, float] = {}
     while True:
         rep = ctrl.reconcile()
         run.add(rep)
         _say_node_errors(rep, said)
-        unready = _unready_nodes(ctrl)
+        # A node that is NotReady, or that this pass could not reach, has pods whose stored status is only what
+        # it said last: they are not settled. After HOLD_AFTER seconds of this wait they are not waited for.
+        doubtful = {n: f"it is NotReady ({why})" for n, why in _unready_nodes(ctrl).items()}
+        doubtful.update({n: f"the passes could not sync it ({why})" for n, why in rep.node_errors.items()
+                         if n not in doubtful and not why.startswith("services: ")})
         bound = {(p.get("spec") or {}).get("nodeName") for p in ctrl.store.list("Pod", namespace="*")}
-        held = {n: why for n, why in unready.items() if n in bound}
-        pending = _not_settled(ctrl, held)
+        now = time.monotonic()
+        held_since = {n: held_since.get(n, now) for n in doubtful if n in bound}
+        held = {n: doubtful[n] for n in held_since if now - held_since[n] >= HOLD_AFTER}
+        pending = _not_settled(ctrl, {n: "" for n in held_since})
+        pending += [f"pods of node {n}: {doubtful[n]}" for n in sorted(held_since) if n not in held]
         if not pending and held:
             for node, why in sorted(held.items()):
-                _say(f"apply: not waiting for the pods of node {node}: it is NotReady ({why})")
-            return fail("pods on NotReady node(s) " + ", ".join(sorted(held)) + " are not running; the others are "
+                _say(f"apply: not waiting for the pods of node {node}: {why}")
+            return fail("the pods of node(s) " + ", ".join(sorted(held)) + " are not known to run; the others are "
                         "Running and Ready", 1)
         if not pending:
             # Readiness seen in a pass moves Endpoints, the node proxies and DNS in that same pass: "Ready" on

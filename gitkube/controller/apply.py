@@ -85,7 +85,7 @@ def run_node(rt: PodRuntime, plan: PassPlan, obs: Observation) -> NodeOutcome:
         return NodeOutcome(rt.take_events(), before)
     works = {w.uid: w for w in plan.works.get(name, ())}
     ctx = ClusterContext(dns_server=plan.dns_server, services={k: list(v) for k, v in plan.env.items()},
-                         config=plan.config)
+                         config=plan.config, revision=plan.sha or "")  # the revision is labelled on what it makes
     x = rt.execute(np.actions, works, ctx, before, dict(obs.waiting))
     after = rt.observe()
     rt.refresh_config_volumes(list(works.values()), after, plan.config)

@@ -3,6 +3,7 @@ the fleet of node connections, each node's PodRuntime, the probe manager — and
 Decisions are gitkube.reconcile's (plan.plan_pass); I/O is observe's and apply's."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -12,13 +13,14 @@ from gitkube.controller import apply as applier
 from gitkube.controller import observe as observer
 from gitkube.controller.configwire import config_at_applied
 from gitkube.controller.context import PassReport, Source
+from gitkube.nodes.fleetlock import FleetLock, engine_key, holder_name
 from gitkube.nodes.inventory import NodeConfig
 from gitkube.nodes.kubelet.runtime import PodRuntime
 from gitkube.nodes.transport.fleet import Fleet
 from gitkube.reconcile.plan import Observation, PassPlan, plan_pass
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.source.secrets import identity_path, load_identities
-from gitkube.store import open_store
+from gitkube.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,19 @@ class Controller:
 
     def __init__(self, state_dir: str, source: Source, *, writer: bool = True, progress=None,
                  grace_period: float = 20.0, eviction_timeout: float = 30.0, probe_timeout: float = 6.0,
-                 fleet_factory=Fleet, store_url: str | None = None, elect: bool = True):
+                 fleet_factory=Fleet, store_url: str | None = None, elect: bool = True, fresh_store: bool = False):
         self.source = source
         self.fleet_factory = fleet_factory  # Fleet: real SSH+Docker; unit tests pass a fleet of FakeNodes
         # elect=False: an etcd store's writer that waits for the leadership (serve) instead of taking it now (apply)
-        self.store = open_store(state_dir, writer=writer, url=store_url, elect=elect)
+        # fresh_store: `gitkube state rebuild` moves the SQLite DB aside first
+        self.store = (Store.open(state_dir, writer=writer, fresh=True) if fresh_store
+                      else open_store(state_dir, writer=writer, url=store_url, elect=elect))
         self.may_act = lambda: None  # raises (Fenced) when this process may not act on nodes: an etcd standby
+        self.cluster_id = self.store.cluster_id()  # labelled on every container this installation makes
+        self.rebuilt = None  # the RebuildReport, when this process rebuilt a lost state from the nodes
+        # The lock record on each node that says this installation manages it (None: take none, as diff does).
+        self.fleet_lock: FleetLock | None = (FleetLock(self.cluster_id, holder_name(state_dir))
+                                             if writer and fleet_factory is Fleet else None)
         self.progress = progress or (lambda m: None)
         self.grace_period = grace_period
         self.eviction_timeout = eviction_timeout
@@ -62,6 +71,8 @@ class Controller:
             self.probes = None
         for rt in self.runtimes.values():
             rt.drain()
+        if self.fleet is not None and self.fleet_lock is not None:
+            self.fleet_lock.release(self.fleet)  # as Kamal's deploy lock: held while this controller runs
         if self.fleet is not None:
             self.fleet.close()
         self.store.close()
@@ -85,6 +96,7 @@ class Controller:
             self.runtimes = {n: PodRuntime(self.fleet[n]) for n in self.fleet.names()}
             for rt in self.runtimes.values():
                 rt.may_act = lambda: self.may_act()
+                rt.cluster_id = self.cluster_id
             if self.probes is not None:
                 self.probes.fleet, self.probes.runtimes = self.fleet, self.runtimes
         return self.fleet
@@ -141,9 +153,50 @@ class Controller:
             instruments.pass_done(report, time.monotonic() - t0)
             return report
 
+    def rebuild(self, rev=None, nodes=None):
+        """Rebuild the store from the nodes and the revision (gitkube.controller.rebuild); says why and what it
+        found. Run by the first pass of a controller whose store was found lost (missing, empty or corrupt)."""
+        from gitkube.controller.rebuild import rebuild_state
+
+        if rev is None or nodes is None:
+            rev, nodes, _ = observer.read_revision(self.source, self.identities,
+                                                   self.store.state_dir if self.store.writer else None)
+        lost = getattr(self.store, "lost", None)
+        if lost:
+            self.progress(f"{lost}; rebuilding the state from the nodes")
+        if rev is None or nodes is None:
+            return None  # no readable revision or inventory: the pass reports why
+        self.rebuilt = rebuild_state(self, rev, nodes)
+        if lost or self.rebuilt.adopted or self.rebuilt.unwanted or self.rebuilt.foreign:
+            self.progress(f"state rebuilt from the nodes: {self.rebuilt.summary()}")
+        return self.rebuilt
+
+    def _hold_fleet(self, obs: Observation) -> Observation:
+        """The fleet lock on every node that answered (FleetLocked if another installation holds one). A node whose
+        record could not be checked this pass (an SFTP hiccup) is still synced, with a warning, and checked again
+        next pass: the cluster-id labels, not the lock, are what keep another installation's containers safe."""
+        if self.rebuilt is not None and self.rebuilt.blocked:  # see RebuildReport.blocked
+            why = f"state not rebuilt: {self.rebuilt.blocked}"
+            return dataclasses.replace(obs, nodes={n: dataclasses.replace(
+                s, reachable=False, reason="StateNotRebuilt", message=why, containers=None)
+                for n, s in obs.nodes.items()})
+        if self.fleet_lock is None or self.fleet is None:
+            return obs
+        ok = [n for n, s in obs.nodes.items() if s.reachable]
+        infos = getattr(self.fleet, "last_info", {})
+        unverified = self.fleet_lock.ensure(self.fleet, ok, {n: engine_key(infos[n], n) for n in ok if n in infos},
+                                            obs.now)
+        for n, why in sorted(unverified.items()):
+            log.warning("node %s: %s (synced anyway; checked again next pass)", n, why)
+        return obs
+
     def _pass(self, now: float | None, expect_fingerprint: str | None, t0: float) -> PassReport:
         self.may_act()
+        if ((self.rebuilt is None or self.rebuilt.blocked) and self.store.writer and getattr(self.store, "lost", None)
+                and self.store.applied_revision() is None):
+            self.rebuild()  # a lost state: what runs on the nodes is adopted, not restarted
         obs, calls = self.observe(now=now)
+        obs = self._hold_fleet(obs)
         plan = self.plan(obs)
         report = PassReport(sha=plan.sha, refused=list(plan.refused), synced=plan.sync, plan=plan,
                             api_calls=calls, next_due=plan.next_due)
@@ -167,7 +220,7 @@ class Controller:
         def one(h):
             self.may_act()
             return sync_services(h, list(dp.cluster_ips), dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip,
-                                 self.proxy_mode, dp.iptables_rules)
+                                 self.proxy_mode, dp.iptables_rules, self.cluster_id)
 
         out = {}
         for name, res in (self.fleet.map(one, names, timeout=300) if names else {}).items():

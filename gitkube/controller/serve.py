@@ -9,6 +9,8 @@ import signal
 import threading
 import time
 
+from gitkube.nodes.fleetlock import FleetLocked
+
 log = logging.getLogger("gitkube.serve")
 
 
@@ -107,6 +109,11 @@ def _one_pass(ctrl, passes: int, gate=None):
     this serve stopped being the leader during it)."""
     try:
         rep = ctrl.reconcile()
+    except FleetLocked as e:
+        if passes <= 1:
+            raise  # refused from the start: another installation manages these nodes
+        log.error("pass refused: %s", e)
+        return None
     except Exception as e:  # noqa: BLE001 - one failed pass must not end the loop: logged with its traceback
         if gate is not None and gate.fenced(e):
             return None

@@ -408,5 +408,34 @@ def plan_dataplane(
     ips = tuple(sorted({s.cluster_ip for s in ps if s.cluster_ip != "None"}, key=ipaddress.IPv4Address))
     from gitkube.reconcile.iptables import render_iptables  # it builds on this module's types
 
-    return DataPlane(alloc, tuple(ps), ips, dns_ip, render_haproxy(ps, endpoints), render_hosts(ps, endpoints, domain),
-                     env_services(ps), render_iptables(ps, endpoints))
+    return DataPlane(alloc, tuple(ps), ips, dns_ip, render_haproxy(ps, endpoints) + allocation_record(alloc),
+                     render_hosts(ps, endpoints, domain), env_services(ps), render_iptables(ps, endpoints))
+
+
+ALLOCATION_MARK = "# gitkube-allocation "
+
+
+def allocation_record(alloc: Allocation) -> str:
+    """The allocations as comment lines of the proxy's configuration (one per entry, short lines): every node's
+    proxy container carries them, so a lost state DB gets its Services' ClusterIPs and NodePorts back from any
+    node."""
+    lines = [f"{ALLOCATION_MARK}ip {k} {v}\n" for k, v in sorted(alloc.cluster_ips.items())]
+    lines += [f"{ALLOCATION_MARK}port {k} {v}\n" for k, v in sorted(alloc.node_ports.items())]
+    return "".join(lines) or f"{ALLOCATION_MARK}none\n"
+
+
+def parse_allocation_record(text: str) -> Allocation | None:
+    """Decides which allocations a proxy configuration records (None: it records none at all)."""
+    ips: dict[str, str] = {}
+    ports: dict[str, int] = {}
+    seen = False
+    for line in text.splitlines():
+        if not line.startswith(ALLOCATION_MARK):
+            continue
+        seen = True
+        parts = line[len(ALLOCATION_MARK):].split()
+        if len(parts) == 3 and parts[0] == "ip":
+            ips[parts[1]] = parts[2]
+        elif len(parts) == 3 and parts[0] == "port" and parts[2].isdigit():
+            ports[parts[1]] = int(parts[2])
+    return Allocation(ips, ports) if seen else None

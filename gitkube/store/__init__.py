@@ -6,9 +6,12 @@ from gitkube.store.db import (
     ObjectKey,
     ReadOnlyStore,
     Store,
+    StoreCorrupt,
     StoreLocked,
     StoreURLError,
     SyncResult,
+    db_problem,
+    integrity_report,
     content_hash,
     desired_content,
     now_timestamp,
@@ -34,5 +37,6 @@ def open_store(state_dir: str, writer: bool = False, url: str | None = None, *, 
 
 __all__ = [
     "CLUSTER_SCOPED", "NotFound", "ObjectKey", "ReadOnlyStore", "SCHEMA_VERSION", "SchemaTooNew", "Store",
-    "StoreLocked", "StoreURLError", "SyncResult", "content_hash", "desired_content", "now_timestamp", "object_key", "open_store",
+    "StoreCorrupt", "StoreLocked", "StoreURLError", "SyncResult", "content_hash", "db_problem", "desired_content",
+    "integrity_report", "now_timestamp", "object_key", "open_store",
 ]

@@ -16,6 +16,7 @@ from gitkube.store.schema import migrate
 
 DB_FILE = "state.db"
 LOCK_FILE = "lock"
+CLUSTER_ID_FILE = "cluster-id"  # this installation's identity, labelled on every container it makes
 
 # Status an object starts with when it has none yet (Pods stay Pending until scheduled).
 DEFAULT_STATUS: dict[str, dict] = {
@@ -61,6 +62,10 @@ class StoreURLError(ValueError):
     """A --store value that names no store gitkube knows (sqlite://DIR, etcd://HOST:PORT,...)."""
 
 
+class StoreCorrupt(RuntimeError):
+    """The state DB file cannot be read as a gitkube state DB (a writer moves it aside and rebuilds)."""
+
+
 class ReadOnlyStore(RuntimeError):
     """A write was attempted on a store opened as a reader."""
 
@@ -102,22 +107,36 @@ class Store:
         self.state_dir = state_dir
         self.writer = writer
         self._lock_fd = lock_fd
+        # Why the state was lost when this writer opened it (missing, empty or corrupt DB), in one line; None if not.
+        self.lost: str | None = None
 
     # ---- opening and closing -------------------------------------------------------------------
     @classmethod
-    def open(cls, state_dir: str | os.PathLike, writer: bool = False) -> Store:
-        """Decides how to open the state dir's DB: a writer takes the exclusive lock (or is refused), a reader does not."""
+    def open(cls, state_dir: str | os.PathLike, writer: bool = False, fresh: bool = False) -> Store:
+        """Decides how to open the state dir's DB: a writer takes the exclusive lock (or is refused), a reader does not.
+        A writer finds a missing, empty or corrupt DB (`lost` says which); `fresh` moves a good one aside too."""
         state_dir = os.fspath(state_dir)
         db_path = os.path.join(state_dir, DB_FILE)
         lock_fd = None
+        lost = None
         if writer:
             os.makedirs(state_dir, exist_ok=True)
             lock_fd = _take_lock(os.path.join(state_dir, LOCK_FILE))
+            try:
+                lost = _recover(state_dir, db_path, fresh)
+            except BaseException:
+                os.close(lock_fd)
+                raise
         elif not os.path.exists(db_path):
             # A reader never creates the state dir: an absent DB reads as an empty one.
             conn = _connect(":memory:")
             migrate(conn)
             return cls(conn, state_dir, writer=False)
+        else:
+            problem = db_problem(db_path)
+            if problem:
+                raise StoreCorrupt(f"state DB {db_path} {problem}; `gitkube state rebuild` (or the next apply or "
+                                   "serve) moves it aside and rebuilds the state from the nodes")
         try:
             conn = _connect(db_path)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -126,7 +145,13 @@ class Store:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
-        return cls(conn, state_dir, writer, lock_fd)
+        store = cls(conn, state_dir, writer, lock_fd)
+        store.lost = lost
+        return store
+
+    def cluster_id(self) -> str:
+        """This installation's identity: kept in the state dir (and the store, as a spare); a writer makes one."""
+        return store_cluster_id(self)
 
     def close(self) -> None:
         """Closes the DB and releases the writer lock."""
@@ -568,6 +593,109 @@ def _matcher(selector: Any):
         want = dict(selector)
         return lambda labels: all(labels.get(k) == v for k, v in want.items())
     raise TypeError(f"selector must be a Selector or a dict, not {type(selector).__name__}")
+
+
+def store_cluster_id(store) -> str:
+    """A store's installation id (`cluster_id()` of the SQLite and the etcd store): the state dir's `cluster-id`
+    file, else the one the store keeps (kv `cluster_id`), else, for a writer, a new one; kept in both."""
+    path = os.path.join(store.state_dir, CLUSTER_ID_FILE)
+    try:
+        with open(path) as f:
+            cid = f.read().strip()
+    except FileNotFoundError:
+        cid = ""
+    if not cid:
+        cid = str(store.kv_get("cluster_id") or "")
+        if not cid and store.writer:
+            cid = uuid.uuid4().hex[:16]
+        if cid and store.writer:
+            os.makedirs(store.state_dir, exist_ok=True)
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                f.write(cid + "\n")
+            os.replace(tmp, path)
+    if cid and store.writer and store.kv_get("cluster_id") != cid:
+        store.kv_set("cluster_id", cid)
+    return cid
+
+
+def db_problem(db_path: str, full: bool = False) -> str | None:
+    """Decides whether a state DB file is unusable, and says why in a few words (None: usable, or absent).
+    SQLite's quick_check (integrity_check when `full`) finds damaged pages; every stored JSON body is decoded too."""
+    try:
+        size = os.path.getsize(db_path)
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return "is empty (0 bytes)"
+    conn = None
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10.0)
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check" if full else "PRAGMA quick_check")]
+        if rows != ["ok"]:
+            lines = [ln.strip() for r in rows for ln in str(r).splitlines() if ln.strip() and "***" not in ln]
+            more = f"; and {len(lines) - 2} more" if len(lines) > 2 else ""
+            return f"is corrupt ({'; '.join(lines[:2])}{more})"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if conn.execute("PRAGMA user_version").fetchone()[0] and not {"objects", "kv"} <= tables:
+            return "is corrupt (its tables are missing)"
+        for table, col in (("objects", "body"), ("kv", "value")):
+            if table in tables:
+                for (text,) in conn.execute(f"SELECT {col} FROM {table}"):
+                    json.loads(text)
+    except sqlite3.DatabaseError as e:
+        return f"is corrupt ({e})"
+    except (ValueError, TypeError) as e:
+        return f"is corrupt (a stored object is not valid JSON: {e})"
+    finally:
+        if conn is not None:
+            conn.close()
+    return None
+
+
+def _recover(state_dir: str, db_path: str, fresh: bool = False) -> str | None:
+    """Decides whether the state was lost and clears the way for a fresh DB: an empty file is removed, a corrupt
+    one moved aside as `state.db.corrupt-<time>`; returns the one line that says so (None: nothing was lost)."""
+    problem = db_problem(db_path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if problem is None and fresh and os.path.exists(db_path):
+        aside = f"{db_path}.before-rebuild-{stamp}"
+        _move_aside(db_path, aside)
+        return f"state DB {db_path} moved aside to {aside} on request"
+    if problem is None:
+        if not os.path.exists(db_path) and os.path.exists(os.path.join(state_dir, CLUSTER_ID_FILE)):
+            _move_aside(db_path, None)  # a stale WAL must not be replayed into the new DB
+            return f"state DB {db_path} is missing"
+        return None
+    if problem.startswith("is empty"):
+        _move_aside(db_path, None)
+        return f"state DB {db_path} {problem}"
+    aside = f"{db_path}.corrupt-{stamp}"
+    _move_aside(db_path, aside)
+    return f"state DB {db_path} {problem}; moved aside to {aside}"
+
+
+def _move_aside(db_path: str, aside: str | None) -> None:
+    """Moves the DB and its WAL/shared-memory files to `aside` (None: removes them)."""
+    for suffix in ("", "-wal", "-shm"):
+        src = db_path + suffix
+        if not os.path.exists(src):
+            continue
+        if aside is None:
+            os.remove(src)
+        else:
+            os.replace(src, aside + suffix)
+
+
+def integrity_report(state_dir: str) -> tuple[bool, str]:
+    """SQLite's full integrity check of a state dir's DB (and its JSON bodies): whether it passed, and a line."""
+    db_path = os.path.join(state_dir, DB_FILE)
+    if not os.path.exists(db_path):
+        return True, f"state DB {db_path} does not exist (the next apply starts it, rebuilding from the nodes)"
+    problem = db_problem(db_path, full=True)
+    if problem:
+        return False, f"state DB {db_path} {problem}"
+    return True, f"state DB {db_path}: integrity check ok"
 
 
 def _connect(path: str) -> sqlite3.Connection:

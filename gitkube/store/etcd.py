@@ -671,6 +671,13 @@ class EtcdStore:
         return self.record_event({"kind": "Revision", "namespace": "", "name": sha, "uid": ""},
                                  "InvalidRevision", "; ".join([head, *shown]), "Warning", now=ts)
 
+    def cluster_id(self) -> str:
+        """This installation's identity (gitkube.store.db.store_cluster_id: the state dir's file, kept in etcd too,
+        so a standby with another state dir labels and recognises the same containers)."""
+        from gitkube.store.db import store_cluster_id
+
+        return store_cluster_id(self)
+
     def applied_revision(self) -> str | None:
         """Decides which revision is the applied one: the last synced, refusals ignored."""
         return self._read(self.prefix + "meta/applied")[0]

@@ -196,3 +196,14 @@ def test_allocation_round_trips_as_plain_maps():
     a = allocate([svc("web", type_="NodePort", ports=((80, None),))])
     b = allocate([svc("web", type_="NodePort", ports=((80, None),))], Allocation(dict(a.cluster_ips), dict(a.node_ports)))
     assert a == b
+
+
+def test_allocation_record_round_trips_through_the_proxy_config():
+    from gitkube.reconcile.services import Allocation, allocation_record, parse_allocation_record
+
+    a = Allocation({"default/web": "10.96.0.12", "default/headless": "None"}, {"default/web:80/TCP": 30080})
+    text = "global\n  daemon\n" + allocation_record(a)
+    assert parse_allocation_record(text) == a
+    assert max(len(x) for x in text.splitlines()) < 200
+    assert parse_allocation_record(allocation_record(Allocation({}, {}))) == Allocation({}, {})
+    assert parse_allocation_record("global\n") is None

@@ -35,6 +35,8 @@ from gitkube.nodes.images.archive import MANAGED_LABEL, ImageArchive
 from gitkube.nodes.dataplane.kernelproxy import (DIR_LABEL, KERNEL_PROXY_NAME, KERNEL_PROXY_ROLE, TEARDOWN_ROLE,
                                                  forget_dir, remove_rules, sync_rules)
 from gitkube.nodes.dataplane.netprep import ROLE_LABEL, sync_lo_addresses
+from gitkube.reconcile.podlabels import CLUSTER as CLUSTER_LABEL
+from gitkube.reconcile.podlabels import owned_by
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class _NodeCache:
     addresses_at: float = 0.0
     files: dict[tuple[str, str], str] = field(default_factory=dict)  # (container id, path) -> sha256
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cluster: str = ""  # the installation whose system containers these are (their io.gitkube.cluster label)
 
 
 CACHE_KEY = "dataplane"
@@ -154,7 +157,8 @@ def _create(h: NodeHandle, s: _Spec, binds: dict | None = None, labels: dict[str
     if binds:
         host["binds"] = binds
     kw = dict(name=s.name, command=s.command,
-              labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash, **(labels or {})}, host=host)
+              labels={MANAGED_LABEL: "true", ROLE_LABEL: s.role, HASH_LABEL: s.hash, **(labels or {}),
+                      **({CLUSTER_LABEL: _cache(h).cluster} if _cache(h).cluster else {})}, host=host)
     try:
         cid = h.docker.create(s.archive.ref, **kw)
     except ImageNotFound:
@@ -164,9 +168,10 @@ def _create(h: NodeHandle, s: _Spec, binds: dict | None = None, labels: dict[str
 
 
 def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, dns_hosts: str,
-                  dns_ip: str, proxy_mode: str = "haproxy", iptables_rules: str = "") -> dict:
+                  dns_ip: str, proxy_mode: str = "haproxy", iptables_rules: str = "", cluster_id: str = "") -> dict:
     """Bring one node's service addresses, proxy (HAProxy, or the kernel's rules in iptables mode) and DNS to the
-    given state; returns what changed (empty: nothing)."""
+    given state; returns what changed (empty: nothing). Another installation's proxy or DNS (labelled with
+    another cluster id) is never touched: ours cannot be made beside it under the same name, which is reported."""
     h = handle
     d = h.docker
     cache = _cache(h)
@@ -182,9 +187,15 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
     changed: dict = {}
     want_addrs = tuple(sorted({str(ipaddress.IPv4Address(a)) for a in [*cluster_ips, dns_ip]}, key=ipaddress.IPv4Address))
     with cache.lock:
+        cache.cluster = cluster_id  # labelled on the system containers this node gets
         listed = d.list([f"{MANAGED_LABEL}=true", ROLE_LABEL])
         by_role: dict[str, list[dict]] = {}
         for c in listed:
+            if not owned_by(c.get("Labels") or {}, cluster_id):
+                raise ProxyError(f"node {h.name}: its {(c.get('Labels') or {}).get(ROLE_LABEL)} container "
+                                 f"{c['Id'][:12]} belongs to another gitkube installation (cluster "
+                                 f"{(c.get('Labels') or {}).get(CLUSTER_LABEL)}); left alone, so this installation's "
+                                 "Services are not served on this node")
             by_role.setdefault((c.get("Labels") or {}).get(ROLE_LABEL, ""), []).append(c)
         # Leftover one-shot tool containers (a pass killed mid-way) are removed.
         for c in by_role.pop("netprep", []) + by_role.pop(TEARDOWN_ROLE, []):

@@ -21,6 +21,7 @@ from gitkube.nodes.kubelet.configvol import ConfigVolumes, VolumeWriteError, cre
 from gitkube.reconcile.configrefs import ConfigError, config_volumes, volume_files
 from gitkube.nodes.transport.ssh import SSHError
 from gitkube.reconcile.containerenv import EnvService, command_line, container_env
+from gitkube.reconcile.podlabels import owned_by, pod_labels
 from gitkube.reconcile.volumes import host_path_check
 from gitkube.reconcile.podsync import (
     INFRA,
@@ -58,6 +59,8 @@ class ClusterContext:
     dns_domain: str = "cluster.local"
     services: dict[str, list[EnvService]] = field(default_factory=dict)  # namespace -> services
     config: dict | None = field(default_factory=dict, repr=False)  # (kind, ns, name) -> ConfigData; None: unreadable
+    cluster_id: str = ""  # labelled on every container: another installation's are never touched
+    revision: str = ""  # the Git revision applied, labelled on the containers it makes
 
 
 @dataclass
@@ -136,6 +139,8 @@ class PodRuntime:
         # Raises when this process may no longer act on nodes (an etcd leader whose lease is gone): checked before
         # every action, so a paused leader that resumes does nothing its successor may already have done.
         self.may_act: Callable[[], None] = lambda: None
+        self.cluster_id = ""  # this installation's: containers labelled with another are foreign, never touched
+        self.foreign: int = 0  # another installation's pod containers seen by the last observe()
 
     @property
     def node(self) -> str:
@@ -161,10 +166,13 @@ class PodRuntime:
         `hints` (podsync.status_hints) stand in for the inspect of a container this process has not seen yet
         when its state word is still the one the last status recorded."""
         raw = self.d.list([f"{MANAGED}=true"])
-        out, keep = [], set()
+        out, keep, foreign = [], set(), 0
         for c in raw:
             if f"{L}pod.uid" not in (c.get("Labels") or {}):
                 continue  # gitkube's own system containers (proxy, DNS, tools): not pods, never inspected here
+            if not owned_by(c.get("Labels") or {}, self.cluster_id):
+                foreign += 1  # another installation's: reported, never planned for
+                continue
             # "Status" text ("Up 3 seconds") changes every call; the state word changes only on a transition.
             key = (c["Id"], c.get("State", ""), "")
             keep.add(key)
@@ -183,6 +191,7 @@ class PodRuntime:
         for k in list(self._inspect_cache):
             if k not in keep:
                 del self._inspect_cache[k]
+        self.foreign = foreign
         return out
 
     @staticmethod
@@ -314,11 +323,9 @@ class PodRuntime:
             reaper.shutdown(wait=True)
 
     # -- sandbox --------------------------------------------------------------------------------------
-    def _labels(self, w: PodWork, container: str, spec_hash: str, restart: int) -> dict[str, str]:
-        m = w.pod.metadata
-        return {MANAGED: "true", f"{L}pod.uid": w.uid, f"{L}pod.namespace": m.namespace or "default",
-                f"{L}pod.name": m.name, f"{L}container.name": container, f"{L}container.hash": spec_hash,
-                f"{L}container.restartCount": str(restart), f"{L}node": self.node}
+    def _labels(self, w: PodWork, container: str, spec_hash: str, restart: int, ctx: ClusterContext) -> dict[str, str]:
+        return pod_labels(w.pod, w.uid, self.node, container, spec_hash, restart, ctx.cluster_id or self.cluster_id,
+                          ctx.revision, started=w.last_status.get("startTime") or "")
 
     def ensure_sandbox(self, w: PodWork, ctx: ClusterContext, replace: str | None) -> str:
         """Start the pod's infra container (network, IPC, hostname, published host ports) and its volumes."""
@@ -348,7 +355,7 @@ class PodRuntime:
         hostname = (spec.hostname or m.name)[:63].rstrip("-.")
         name = docker_name("k8s", INFRA, m.name, ns, w.uid, "0")
         try:
-            cid = self.d.create(PAUSE_IMAGE, name=name, labels=self._labels(w, INFRA, "", 0), host=host,
+            cid = self.d.create(PAUSE_IMAGE, name=name, labels=self._labels(w, INFRA, "", 0, ctx), host=host,
                                 hostname=None if spec.hostNetwork else hostname, ports=exposed or None)
         except APIError as e:
             if e.status_code != 409:
@@ -461,7 +468,7 @@ class PodRuntime:
             self.event(w, "InvalidEnvironmentVariableNames", msg, "Warning")
         entrypoint, cmd = command_line(c, dict(env))
         name = docker_name("k8s", c.name, m.name, ns, w.uid, str(a.restart_count))
-        labels = self._labels(w, c.name, container_hash(c, w.config_digests.get(c.name, "")), a.restart_count)
+        labels = self._labels(w, c.name, container_hash(c, w.config_digests.get(c.name, "")), a.restart_count, ctx)
         try:
             cid = self.d.create(c.image, name=name, labels=labels, host=self._host_config(w, c, infra_id),
                                 entrypoint=entrypoint, command=cmd, environment=[f"{k}={v}" for k, v in env],

@@ -101,6 +101,7 @@ class Fleet:
                                             pool=self._handlers)
         self._probing: dict[str, cf.Future] = {}  # node -> its heartbeat in flight (at most one each)
         self._last_probe: dict[str, bool] = {}  # node -> whether its last heartbeat succeeded
+        self.last_info: dict[str, dict] = {}  # node -> the Docker info of its last successful heartbeat
         self._probe_lock = threading.Lock()
         self._ids_reading: dict[str, cf.Future] = {}  # node -> its host identity read in flight
 
@@ -187,6 +188,8 @@ class Fleet:
                 self._pool.submit(self.nodes[name].ssh.close)
             out[name] = r
             self._last_probe[name] = r.ok
+            if r.ok and r.info:
+                self.last_info[name] = r.info
         return out
 
     def _read_ids(self, h: NodeHandle) -> None:
