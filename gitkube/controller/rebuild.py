@@ -68,12 +68,12 @@ def list_node(h: NodeHandle) -> list[dict]:
 
 
 def recover_allocation(fleet, listed: dict[str, list[dict]], cluster_id: str):
-    """The Services' allocations recorded in the proxy configuration of the first node whose proxy is ours
-    (one archive read; None when no node has one)."""
+    """The Services' allocations recorded in the proxy configuration of the first node with a proxy (one archive
+    read; None when no node has one). The proxy is the node's: its configuration is the one the installation
+    holding the node's lock wrote last, whoever created the container."""
     for node, raw in sorted(listed.items()):
         proxy = next((c for c in raw if (c.get("Labels") or {}).get(ROLE) == "proxy"
-                      and owned_by(c.get("Labels") or {}, cluster_id) and f"/{PROXY_NAME}" in (c.get("Names") or [])),
-                     None)
+                      and f"/{PROXY_NAME}" in (c.get("Names") or [])), None)
         if proxy is None:
             continue
         data = _read_file(fleet[node], proxy["Id"], HAPROXY_CFG)

@@ -36,7 +36,6 @@ from gitkube.nodes.dataplane.kernelproxy import (DIR_LABEL, KERNEL_PROXY_NAME, K
                                                  forget_dir, remove_rules, sync_rules)
 from gitkube.nodes.dataplane.netprep import ROLE_LABEL, sync_lo_addresses
 from gitkube.reconcile.podlabels import CLUSTER as CLUSTER_LABEL
-from gitkube.reconcile.podlabels import owned_by
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +169,9 @@ def _create(h: NodeHandle, s: _Spec, binds: dict | None = None, labels: dict[str
 def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, dns_hosts: str,
                   dns_ip: str, proxy_mode: str = "haproxy", iptables_rules: str = "", cluster_id: str = "") -> dict:
     """Bring one node's service addresses, proxy (HAProxy, or the kernel's rules in iptables mode) and DNS to the
-    given state; returns what changed (empty: nothing). Another installation's proxy or DNS (labelled with
-    another cluster id) is never touched: ours cannot be made beside it under the same name, which is reported."""
+    given state; returns what changed (empty: nothing). The proxy and DNS are the node's, not a pod's: the
+    installation that holds the node's fleet lock (gitkube.nodes.fleetlock) manages them whoever made them; those
+    this one makes carry its cluster id."""
     h = handle
     d = h.docker
     cache = _cache(h)
@@ -191,11 +191,6 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
         listed = d.list([f"{MANAGED_LABEL}=true", ROLE_LABEL])
         by_role: dict[str, list[dict]] = {}
         for c in listed:
-            if not owned_by(c.get("Labels") or {}, cluster_id):
-                raise ProxyError(f"node {h.name}: its {(c.get('Labels') or {}).get(ROLE_LABEL)} container "
-                                 f"{c['Id'][:12]} belongs to another gitkube installation (cluster "
-                                 f"{(c.get('Labels') or {}).get(CLUSTER_LABEL)}); left alone, so this installation's "
-                                 "Services are not served on this node")
             by_role.setdefault((c.get("Labels") or {}).get(ROLE_LABEL, ""), []).append(c)
         # Leftover one-shot tool containers (a pass killed mid-way) are removed.
         for c in by_role.pop("netprep", []) + by_role.pop(TEARDOWN_ROLE, []):
