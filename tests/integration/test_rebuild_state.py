@@ -132,7 +132,7 @@ def test_lost_db_is_rebuilt_from_the_nodes_and_nothing_restarts(running, fleet):
             r = c.gk("state", "check", check=False)
             assert r.returncode == 1 and "is corrupt" in r.stdout, r.stdout
         t0 = time.monotonic()
-        r = apply(c, "--wait", "--timeout", "120")
+        r = apply(c, "--wait", "--timeout", "240", timeout=330)
         took = time.monotonic() - t0
         lost = [ln for ln in r.stderr.splitlines() if "rebuilding the state from the nodes" in ln]
         assert len(lost) == 1 and said in lost[0], r.stderr
