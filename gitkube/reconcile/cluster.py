@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from gitkube.api import cpu_millis, memory_bytes
 from gitkube.reconcile import endpoints as ep
 from gitkube.reconcile.apps import AppsPlan, TemplateInputs, label_selector, plan_apps
-from gitkube.api.views import NodeView, PodView
+from gitkube.api.views import NodeView, PodView, ServiceView
 from gitkube.reconcile.rc import RCInfo, RCPod, manage_replication_controller
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.reconcile.scheduler.types import ContainerRequest, NodeInfo, PodInfo
@@ -277,21 +277,18 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
 def service_endpoints(pods: list[dict], services: list[dict], deleting_uids: set[str] | frozenset[str] = frozenset()) -> dict:
     """The Endpoints of every live Service from the pods as stored: Ready pods as addresses, the rest not ready."""
     infos = []
-    for s in services:
-        if is_deleting(s):
+    for s in map(ServiceView, services):
+        if s.deleting:
             continue
-        spec = s.get("spec") or {}
         ports = tuple(ep.ServicePortInfo(port=x["port"], name=x.get("name") or "", protocol=x.get("protocol", "TCP"),
-                                         target_port=x.get("targetPort")) for x in spec.get("ports") or [])
-        infos.append(ep.ServiceInfo(namespace=ns_of(s), name=meta(s)["name"], selector=spec.get("selector"), ports=ports,
-                                    headless=spec.get("clusterIP") == "None"))
+                                         target_port=x.get("targetPort")) for x in s.ports)
+        infos.append(ep.ServiceInfo(namespace=s.namespace, name=s.name, selector=s.selector, ports=ports,
+                                    headless=s.headless))
     eps = []
-    for p in pods:
-        st = p.get("status") or {}
+    for p in map(PodView, pods):
         cports = tuple(ep.ContainerPortInfo(x["containerPort"], x.get("name"), x.get("protocol", "TCP"))
-                       for c in (p.get("spec") or {}).get("containers") or [] for x in c.get("ports") or [])
-        eps.append(ep.EndpointPod(uid=meta(p).get("uid", ""), namespace=ns_of(p), name=meta(p)["name"],
-                                  labels=meta(p).get("labels") or {}, ip=st.get("podIP"),
-                                  node_name=(p.get("spec") or {}).get("nodeName"), ready=PodView(p).ready, phase=PodView(p).phase,
-                                  deleting=is_deleting(p) or meta(p).get("uid") in deleting_uids, container_ports=cports))
+                       for c in p.containers for x in c.get("ports") or [])
+        eps.append(ep.EndpointPod(uid=p.uid, namespace=p.namespace, name=p.name, labels=dict(p.labels), ip=p.ip,
+                                  node_name=p.node, ready=p.ready, phase=p.phase,
+                                  deleting=p.deleting or p.uid in deleting_uids, container_ports=cports))
     return dict(ep.compute_all_endpoints(infos, eps))
