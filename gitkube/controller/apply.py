@@ -163,8 +163,9 @@ def apply_plan(store: Store, plan: PassPlan, obs: Observation, fleet: Fleet | No
         done.removed_uids |= {w.uid for w in plan.works.get(name, ()) if w.deleting and w.uid not in seen}
         if probes is not None:
             probes.update(name, list(plan.works.get(name, ())), res.observed)
-    if pulls != (plan.pulls or {}):
-        stage2.append(Write("kv", ("image_pulls", {n: {k: list(v) for k, v in p.items()} for n, p in pulls.items()})))
+    as_stored = {n: {k: list(v) for k, v in p.items()} for n, p in pulls.items() if p}
+    if as_stored != {n: {k: list(v) for k, v in p.items()} for n, p in (plan.pulls or {}).items() if p}:
+        stage2.append(Write("kv", ("image_pulls", as_stored)))
     write_all(store, stage2)
     stage3: list[Write] = []
     eps = plan_endpoints(world, stage3, plan.now)
