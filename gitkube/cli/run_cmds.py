@@ -33,8 +33,9 @@ def _register_apply(sub) -> None:
     ap.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up --wait after S seconds (default 300)")
     ap.add_argument("--heartbeat-timeout", type=float, default=6.0, metavar="S",
                     help="wait up to S seconds for each node's heartbeat (SSH, then Docker info) before counting it "
-                    "unreachable for this pass (default 6; a fresh process connects first, which on a slow link takes "
-                    "longer); use the same value as the `diff` whose plan fingerprint you pass")
+                    "unreachable for this pass (default 6; a node this process has not reached yet gets at least 20 s: its "
+                    "first heartbeat opens the SSH connection); use the same value as the `diff` whose plan fingerprint "
+                    "you pass")
     ap.add_argument("--show-plan", action="store_true", help="print the plan the first pass executed, as `diff` "
                     "prints it: pods created, deleted, bound, and each node action that was carried out")
     ap.add_argument("--plan-fingerprint", metavar="F", help="apply only if the plan is still the one `diff` printed "

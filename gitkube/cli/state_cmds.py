@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_source_args(p)
     p.add_argument("--heartbeat-timeout", type=float, default=6.0, metavar="S",
                    help="wait up to S seconds for each node's heartbeat (SSH, then Docker info) before counting it "
-                        "unreachable (default 6; a fresh process connects first, which on a slow link takes longer)")
+                        "unreachable (default 6; a node this process has not reached yet gets at least 20 s: its first "
+                        "heartbeat opens the SSH connection)")
     p.add_argument("--objects-only", action="store_true",
                    help="only compare objects; do not probe the nodes or compute the scheduling/node plan")
     p.add_argument("--offline", action="store_true",
