@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "get", formatter_class=fmt, help="list objects from the state DB, kubectl-style",
         description=f"Print objects kept in the state DB as kubectl does (the same objects the API server serves).\n"
-                    f"KINDS: {_KINDS_HELP}; several as KIND1,KIND2; `all` for pods, rcs and services.",
+                    f"KINDS: {_KINDS_HELP}; several as KIND1,KIND2; `all` for pods, rcs, services, deployments and replicasets.",
         epilog="examples:\n  gitkube get pods -o wide\n  gitkube get rc frontend -o yaml\n"
                "  gitkube get svc -A -l app=guestbook\n  gitkube get pods,svc --show-labels\n"
                "  gitkube get pods --field-selector status.phase=Running\n  gitkube get pods -w\n"
