@@ -8,7 +8,12 @@ cluster on loopback (Debian's etcd):
 (b) failover: two `serve`s on the etcd store (lease TTL --ttl); kill -9 of the leader; the time until the standby
     holds the lease, and until its first pass is done.
 
-Run (root): python bench/bench_store.py [--pods 300] [--passes 5] [--ttl 3] [--sandbox 9]
+(a') and (b') with --no-fleet, when no sandbox can be had: (a') the store I/O of a no-op pass (the controller's
+    observe.read_store: every object, the revision-sync index, the controller's records; then the writes a no-op pass
+    makes: heartbeats, three Node statuses) at --pods stored pods, on each store; (b') the failover with an inventory
+    whose nodes refuse connections (the lease and the first pass, without node work).
+
+Run (root): python bench/bench_store.py [--pods 300] [--passes 5] [--ttl 3] [--sandbox 9] [--no-fleet]
 The sandbox and the etcd cluster are brought up at the start and torn down at the end, whatever happens.
 """
 from __future__ import annotations
@@ -168,12 +173,84 @@ def failover(base: Path, url: str, repo: Path, inventory: Path, ttl: int) -> Non
                 s.stop()
 
 
+def synthetic(state: Path, pods: int) -> None:
+    """A SQLite state DB holding an RC of `pods` Running pods bound to 3 nodes, as a pass would have written it."""
+    from gitkube.store import Store
+
+    with Store.open(str(state), writer=True) as st:
+        rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "bench", "namespace": "default"},
+              "spec": {"replicas": pods, "selector": {"app": "bench"}, "template": {"metadata": {"labels": {"app": "bench"}},
+                       "spec": {"containers": [{"name": "app", "image": "gitkube/busybox:latest"}]}}}}
+        st.sync_revision("0" * 40, [rc])
+        for n in ("n1", "n2", "n3"):
+            st.put({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n},
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        for i in range(pods):
+            st.put({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"bench-{i:05d}", "namespace": "default",
+                    "labels": {"app": "bench"}}, "spec": {"nodeName": f"n{i % 3 + 1}", "containers": [
+                    {"name": "app", "image": "gitkube/busybox:latest", "command": ["sleep", "100000"]}]},
+                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                               "containerStatuses": [{"name": "app", "ready": True, "restartCount": 0}]}})
+        st.kv_set("heartbeats", {n: {"last_success": time.time()} for n in ("n1", "n2", "n3")})
+
+
+def store_io(label: str, state: Path, url: str | None, passes: int) -> float:
+    from gitkube.controller.observe import read_store
+    from gitkube.store import open_store
+
+    st = open_store(str(state), writer=True, url=url)
+    gw = getattr(st, "gw", None)
+    try:
+        times, reqs = [], []
+        for i in range(passes + 1):
+            h0 = gw.calls if gw else 0
+            t0 = time.perf_counter()
+            stored, _index, kv = read_store(st)
+            hb = dict(kv.get("heartbeats") or {})
+            for n in hb:
+                hb[n] = {**hb[n], "last_attempt": time.time()}
+            st.kv_set("heartbeats", hb)
+            for node in stored.get("Node", ()):
+                st.update_status("Node", "", node["metadata"]["name"], {**node["status"], "tick": i})
+            if i:  # the first is the warm-up (the etcd mirror's initial list)
+                times.append(time.perf_counter() - t0)
+                reqs.append((gw.calls - h0) if gw else 0)
+        pods = len(stored.get("Pod", ()))
+    finally:
+        st.close()
+    med = statistics.median(times)
+    print(f"  [{label}] {pods} pods: a no-op pass's store I/O {med * 1000:.1f} ms (median of {passes})"
+          + (f", {statistics.median(reqs):.0f} requests to etcd" if gw else ""))
+    return med
+
+
+def no_fleet(args, base: Path, etcd) -> None:
+    state = base / "state"
+    synthetic(state, args.pods)
+    url = etcd.url("bench")
+    copy_store(state, url)
+    print(f"(a') the store I/O of a no-op pass at {args.pods} pods, SQLite against etcd (3 members on loopback):")
+    sq = store_io("sqlite", state, None, args.passes)
+    et = store_io("etcd", state, url, args.passes)
+    print(f"  etcd/SQLite: {et / sq:.1f}x")
+    inv = base / "inventory.yaml"
+    inv.write_text("apiVersion: gitkube/v1\nkind: Inventory\nnodes:\n" + "".join(
+        f"- name: n{i}\n  address: {{host: 127.0.0.1, port: 1}}\n" for i in (1, 2, 3)))
+    work = base / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    commit(work, {"ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench}\n"}, "a namespace")
+    print("(b') failover with nodes that refuse connections (lease and first pass only):")
+    failover(base, etcd.url("failover"), work, inv, args.ttl)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pods", type=int, default=300)
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--ttl", type=int, default=3)
     ap.add_argument("--sandbox", type=int, default=9)
+    ap.add_argument("--no-fleet", action="store_true", help="no sandbox: (a') and (b') only")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (the sandbox is network namespaces with their own dockerd)")
@@ -187,6 +264,9 @@ def main() -> int:
     t_start = time.monotonic()
     try:
         etcd.start()
+        if args.no_fleet:
+            no_fleet(args, base, etcd)
+            return 0
         out = gk(fleet_state, "sandbox", "--id", str(args.sandbox), "up", timeout=600)
         inventory = Path(out.stdout.strip().splitlines()[-1])
         work = base / "work"
@@ -213,9 +293,11 @@ def main() -> int:
            timeout=900, check=False)
     finally:
         etcd.stop()
-        gk(fleet_state, "sandbox", "--id", str(args.sandbox), "down", timeout=600, check=False)
+        if not args.no_fleet:
+            gk(fleet_state, "sandbox", "--id", str(args.sandbox), "down", timeout=600, check=False)
         shutil.rmtree(base, ignore_errors=True)
-        print(f"total {time.monotonic() - t_start:.0f}s; sandbox {args.sandbox} and the etcd cluster torn down")
+        print(f"total {time.monotonic() - t_start:.0f}s; "
+              f"{'' if args.no_fleet else f'sandbox {args.sandbox} and '}the etcd cluster torn down")
     return 0
 
 
