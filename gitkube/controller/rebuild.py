@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gitkube.nodes.dataplane.kernelproxy import DIR_LABEL, KERNEL_PROXY_ROLE
 from gitkube.nodes.dataplane.proxy import HAPROXY_CFG, PROXY_NAME, _read_file
 from gitkube.nodes.transport.fleet import NodeHandle
 from gitkube.reconcile.podlabels import MANAGED, ROLE, owned_by, read_labels
@@ -74,9 +75,18 @@ def recover_allocation(fleet, listed: dict[str, list[dict]], cluster_id: str):
     for node, raw in sorted(listed.items()):
         proxy = next((c for c in raw if (c.get("Labels") or {}).get(ROLE) == "proxy"
                       and f"/{PROXY_NAME}" in (c.get("Names") or [])), None)
-        if proxy is None:
+        kernel = next((c for c in raw if (c.get("Labels") or {}).get(ROLE) == KERNEL_PROXY_ROLE
+                       and (c.get("Labels") or {}).get(DIR_LABEL)), None)
+        if proxy is not None:
+            data = _read_file(fleet[node], proxy["Id"], HAPROXY_CFG)
+        elif kernel is not None:  # iptables mode: the rules file on the node, over SFTP
+            try:
+                data = fleet[node].ssh.read_file(f"{kernel['Labels'][DIR_LABEL]}/rules")
+            except Exception as e:  # noqa: BLE001 - another node may have it
+                log.warning("rebuild: node %s: reading the kernel proxy's rules: %s", node, e)
+                data = None
+        else:
             continue
-        data = _read_file(fleet[node], proxy["Id"], HAPROXY_CFG)
         alloc = parse_allocation_record(data.decode(errors="replace")) if data else None
         if alloc is not None:
             return alloc

@@ -84,7 +84,11 @@ def read_lock(h: NodeHandle, engine: str) -> tuple[LockRecord | None, bool]:
 
 
 def write_lock(h: NodeHandle, engine: str, rec: LockRecord) -> None:
-    h.ssh.write_file(lock_path(h, engine), rec.to_json(), 0o600)
+    path = lock_path(h, engine)
+    parent = path.rsplit("/", 1)[0]
+    if h.ssh.path_kind(parent) is None:
+        h.ssh.make_dirs(parent, 0o700)
+    h.ssh.write_file(path, rec.to_json(), 0o600)
 
 
 def remove_lock(h: NodeHandle, engine: str) -> bool:

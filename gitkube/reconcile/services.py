@@ -409,16 +409,17 @@ def plan_dataplane(
     from gitkube.reconcile.iptables import render_iptables  # it builds on this module's types
 
     return DataPlane(alloc, tuple(ps), ips, dns_ip, render_haproxy(ps, endpoints) + allocation_record(alloc),
-                     render_hosts(ps, endpoints, domain), env_services(ps), render_iptables(ps, endpoints))
+                     render_hosts(ps, endpoints, domain), env_services(ps),
+                     render_iptables(ps, endpoints))
 
 
 ALLOCATION_MARK = "# gitkube-allocation "
 
 
 def allocation_record(alloc: Allocation) -> str:
-    """The allocations as comment lines of the proxy's configuration (one per entry, short lines): every node's
-    proxy container carries them, so a lost state DB gets its Services' ClusterIPs and NodePorts back from any
-    node."""
+    """The allocations as comment lines of the proxy's configuration (HAProxy's config, or the kernel proxy's
+    iptables-restore input; one per entry, short lines): every node's proxy carries them, so a lost state DB gets
+    its Services' ClusterIPs and NodePorts back from any node."""
     lines = [f"{ALLOCATION_MARK}ip {k} {v}\n" for k, v in sorted(alloc.cluster_ips.items())]
     lines += [f"{ALLOCATION_MARK}port {k} {v}\n" for k, v in sorted(alloc.node_ports.items())]
     return "".join(lines) or f"{ALLOCATION_MARK}none\n"

@@ -207,3 +207,14 @@ def test_allocation_record_round_trips_through_the_proxy_config():
     assert max(len(x) for x in text.splitlines()) < 200
     assert parse_allocation_record(allocation_record(Allocation({}, {}))) == Allocation({}, {})
     assert parse_allocation_record("global\n") is None
+
+
+def test_the_haproxy_config_carries_the_allocation_record():
+    from gitkube.api import parse_object
+    from gitkube.reconcile.services import parse_allocation_record, plan_dataplane
+
+    svc = parse_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+                        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    dp = plan_dataplane([svc], {})
+    a = parse_allocation_record(dp.haproxy_cfg)
+    assert a is not None and a.cluster_ips == dp.allocation.cluster_ips and a.node_ports == dp.allocation.node_ports

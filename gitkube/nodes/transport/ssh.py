@@ -336,37 +336,6 @@ class SSHConnection:
 
         self._file_op(f"create file {path}", touch)
 
-    def home(self) -> str:
-        """The SSH user's home directory on the node (where SFTP starts), absolute."""
-        return self._file_op("find the home directory", lambda sftp: sftp.normalize("."))
-
-    def read_file(self, path: str, limit: int = 1 << 16) -> bytes | None:
-        """The contents of a small file on the node (at most `limit` bytes); None if there is none."""
-        def read(sftp):
-            try:
-                with sftp.open(path, "rb") as f:
-                    return f.read(limit)
-            except FileNotFoundError:
-                return None
-
-        return self._file_op(f"read {path}", read)
-
-    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Replace a small file on the node at once: written beside it, then renamed over it (its directory, and
-        the parents, are made if missing)."""
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent and self.path_kind(parent) is None:
-            self.make_dirs(parent, 0o700)
-
-        def write(sftp):
-            tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-            with sftp.open(tmp, "wb") as f:
-                f.write(data)
-            sftp.chmod(tmp, mode)
-            sftp.posix_rename(tmp, path)
-
-        self._file_op(f"write {path}", write)
-
     def remove_file(self, path: str) -> bool:
         """Remove a file on the node; False if there was none."""
         def rm(sftp):
