@@ -211,28 +211,32 @@ def test_second_installation_is_refused_and_deletes_nothing_of_the_first(running
     other.commit({"intruder.yaml": yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "intruder"},
                                                   "spec": SLEEPER})}, "another installation's pod")
     inv = ("--inventory", str(fleet.inventory))
-    r = first.gk("lock", "acquire", "--reason", "maintenance by the first", "--ttl", "4", *inv)
-    assert r.stdout.count("held by") == 3, r.stdout
-    held = time.monotonic()
-    r = apply(other, check=False)
-    assert r.returncode == 2 and "locked by another gitkube installation" in r.stderr, r.stderr
-    assert str(first.state) in r.stderr and "maintenance by the first" in r.stderr and "Traceback" not in r.stderr
-    st = other.gk("lock", "status", *inv, check=False)
-    assert st.returncode == 1 and "maintenance by the first" in st.stdout
-    time.sleep(max(0.0, held + 5 - time.monotonic()))
-    r = apply(other, check=False)
-    assert r.returncode == 2 and "--break-expired" in r.stderr, r.stderr  # expired, still not broken unasked
-    r = other.gk("lock", "acquire", "--break-expired", "--reason", "taking over", *inv)
-    assert r.stdout.count("broke the expired lock") == 3, r.stdout
-    mine = {k: v for k, v in containers(fleet).items()}
-    r = apply(other, "--wait", "--timeout", "120", timeout=200)
-    after = containers(fleet)
-    assert {k: after.get(k) for k in mine} == mine, "the second installation touched the first one's containers"
-    assert len(after) == len(mine) + 2  # the intruder's sandbox and app container, beside
-    other.commit({}, "gone")
-    apply(other, "--wait", "--timeout", "60")
-    other.gk("lock", "release", *inv)
-    assert containers(fleet) == mine
+    try:
+        r = first.gk("lock", "acquire", "--reason", "maintenance by the first", "--ttl", "4", *inv)
+        assert r.stdout.count("held by") == 3, r.stdout
+        held = time.monotonic()
+        r = apply(other, check=False)
+        assert r.returncode == 2 and "locked by another gitkube installation" in r.stderr, r.stderr
+        assert str(first.state) in r.stderr and "maintenance by the first" in r.stderr and "Traceback" not in r.stderr
+        st = other.gk("lock", "status", *inv, check=False)
+        assert st.returncode == 1 and "maintenance by the first" in st.stdout
+        time.sleep(max(0.0, held + 5 - time.monotonic()))
+        r = apply(other, check=False)
+        assert r.returncode == 2 and "--break-expired" in r.stderr, r.stderr  # expired, still not broken unasked
+        r = other.gk("lock", "acquire", "--break-expired", "--reason", "taking over", *inv)
+        assert r.stdout.count("broke the expired lock") == 3, r.stdout
+        mine = {k: v for k, v in containers(fleet).items()}
+        r = apply(other, "--wait", "--timeout", "120", timeout=200)
+        after = containers(fleet)
+        assert {k: after.get(k) for k in mine} == mine, "the second installation touched the first one's containers"
+        assert len(after) == len(mine) + 2  # the intruder's sandbox and app container, beside
+        other.commit({}, "gone")
+        apply(other, "--wait", "--timeout", "60")
+        other.gk("lock", "release", *inv)
+        assert containers(fleet) == mine
+    finally:  # lock records outlive a failed test (they are files in the SSH user's home on the nodes)
+        other.gk("lock", "release", *inv, check=False)
+        first.gk("lock", "release", *inv, check=False)
     # The first installation manages its nodes again, its pods untouched.
     r = apply(first, "--wait", "--timeout", "120", check=False)
     assert "locked" not in r.stderr, r.stderr
