@@ -255,7 +255,8 @@ def test_top_agrees_with_kubectl_top_and_docker_stats(mon):
         ours = _table(mon.c.gk("top", "pods", name).stdout)[name]
         ours_m, ours_mi = int(ours[0].rstrip("m")), int(ours[1].rstrip("Mi"))
         print(f"{name}: docker stats {docker_m:.0f}m {docker_mi:.1f}Mi, gitkube top {ours_m}m {ours_mi}Mi")
-        assert abs(docker_m - ours_m) <= max(80, 0.4 * ours_m), (name, docker_m, ours_m)  # ~1 s against 8 s
+        # Docker's figure is over ~1 s, ours over the 8 s between samples: on a loaded machine the burner's share moves
+        assert abs(docker_m - ours_m) <= max(80, 0.5 * max(docker_m, ours_m)), (name, docker_m, ours_m)
         assert abs(docker_mi - ours_mi) <= 2 + 0.1 * docker_mi, (name, docker_mi, ours_mi)
     cpu = {n: int(row[0].rstrip("m")) for n, row in _table(gk_nodes).items()}
     assert cpu["n2"] > max(cpu["n1"], cpu["n3"]), cpu  # the node that carries the burner is the busiest
@@ -325,20 +326,25 @@ def browser(mon):
 
 
 def _rows(drv) -> dict[str, str]:
-    from selenium.webdriver.common.by import By
+    """Pod rows as pod → node, read in one script call (the page swaps its live part every 2 s)."""
+    return dict(drv.execute_script(
+        "return Array.from(document.querySelectorAll('tr.pod')).map(r => [r.dataset.pod, r.dataset.node]);"))
 
-    return {r.get_attribute("data-pod"): r.get_attribute("data-node") for r in drv.find_elements(By.CSS_SELECTOR, "tr.pod")}
+
+def _text(drv, css: str) -> str:
+    """An element's text now ('' when absent), read in one script call."""
+    return drv.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
 
 
 def test_dashboard_in_headless_chromium(mon, browser):
     """Overview with the nodes and the Guestbook pods; a scale-up commit seen without a reload; a pod page's
     events; a refused revision's file:line errors. Screenshots under the module's temp dir."""
-    from selenium.webdriver.common.by import By
 
     drv, shots = browser, mon.tmp / "screenshots"
     shots.mkdir(exist_ok=True)
     drv.get(mon.api + "/")
-    nodes = {e.get_attribute("data-node") for e in drv.find_elements(By.CSS_SELECTOR, "div.node[data-node]")}
+    nodes = set(drv.execute_script(
+        "return Array.from(document.querySelectorAll('div.node[data-node]')).map(d => d.dataset.node);"))
     assert {"n1", "n2", "n3"} <= nodes
     placed = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in mon.c.get("pods")["items"]}
     guestbook = {k: v for k, v in placed.items() if k.startswith(("frontend-", "redis-"))}
@@ -353,15 +359,14 @@ def test_dashboard_in_headless_chromium(mon, browser):
     assert drv.execute_script("return window.__notReloaded;") == 42  # updated in place, no reload
     new = set(p for p in _rows(drv) if p.startswith("frontend-")) - set(guestbook)
     assert len(new) == 1
-    eventually(lambda: "4/4" in drv.find_element(By.CSS_SELECTOR, 'tr.rc[data-rc="frontend"]').text, 90, interval=1,
+    eventually(lambda: "4/4" in _text(drv, 'tr.rc[data-rc="frontend"]'), 90, interval=1,
                what="frontend 4/4 ready on the page")
     drv.save_screenshot(str(shots / "2-scaled.png"))
 
     drv.get(mon.api + "/ui/namespaces/default/pods/flaky")
-    eventually(lambda: "Liveness probe failed" in drv.find_element(By.ID, "pod-events").text, 30, interval=1,
+    eventually(lambda: "Liveness probe failed" in _text(drv, "#pod-events"), 30, interval=1,
                what="the pod page's events")
-    assert "Killing" in drv.find_element(By.ID, "pod-events").text or \
-        "restart" in drv.find_element(By.ID, "pod-events").text.lower()
+    assert "Killing" in _text(drv, "#pod-events")
     drv.save_screenshot(str(shots / "3-pod.png"))
 
     drv.get(mon.api + "/")
@@ -369,9 +374,8 @@ def test_dashboard_in_headless_chromium(mon, browser):
            "  name: broken\nspec:\n  containers:\n  - name: app\n    image: gitkube/busybox:latest\n"
            "    ports:\n    - containerPort: 99999\n"}
     mon.c.commit(bad, "a revision that must be refused")
-    refused = eventually(lambda: drv.find_elements(By.ID, "refused") and drv.find_element(By.ID, "refused").text,
-                         60, interval=1, what="the refused revision on the page")
+    refused = eventually(lambda: _text(drv, "#refused"), 60, interval=1, what="the refused revision on the page")
     assert re.search(r"manifests/broken\.yaml:\d+: spec\.containers\[0\]\.ports\[0\]\.containerPort", refused), refused
-    assert drv.find_element(By.ID, "sync-status").text == "OutOfSync"
+    assert _text(drv, "#sync-status") == "OutOfSync"
     drv.save_screenshot(str(shots / "4-refused.png"))
     print(f"\nscreenshots: {shots}")
