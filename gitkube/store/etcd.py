@@ -674,8 +674,28 @@ class EtcdStore:
     def cluster_id(self) -> str:
         """This installation's identity (gitkube.store.db.store_cluster_id: the state dir's file, kept in etcd too,
         so a standby with another state dir labels and recognises the same containers)."""
-        from gitkube.store.db import store_cluster_id
+        from gitkube.store.db import CLUSTER_ID_FILE, store_cluster_id
 
+        if self.writer and not self.kv_get("cluster_id"):
+            # The first process to open the store names the installation, leader or not (a standby that starts
+            # first must not fail on a fenced write): one create-if-absent transaction, the first one wins.
+            key = f"{self.prefix}kv/cluster_id"
+            self.gw.call("/kv/txn", {
+                "compare": [{"key": _b64(key), "result": "EQUAL", "target": "VERSION", "version": "0"}],
+                "success": [self._put(key, uuid.uuid4().hex[:16])], "failure": []})
+            value, mod = self._read(key, fresh=True)
+            self._seen_kv["cluster_id"] = mod
+        if self.guard is None:  # not the leader: read it, keep the state dir's copy, write nothing to the store
+            cid = str(self.kv_get("cluster_id") or "")
+            if cid and self.writer:
+                path = os.path.join(self.state_dir, CLUSTER_ID_FILE)
+                try:
+                    os.makedirs(self.state_dir, exist_ok=True)
+                    with open(path, "w") as f:
+                        f.write(cid + "\n")
+                except OSError:
+                    pass
+            return cid or store_cluster_id(self)
         return store_cluster_id(self)
 
     def applied_revision(self) -> str | None:
