@@ -171,11 +171,23 @@ def secret(password: str) -> dict:
             "stringData": {"username": "admin", "password": password}}
 
 
-def test_config_and_secrets_end_to_end(fleet, tmp_path):
+@pytest.fixture
+def repo(fleet, tmp_path):
+    """The scenario's repository; afterwards its pods are removed through Git, as an operator would, because the
+    modules after this one share the sandbox and count every gitkube container on it."""
+    r = Repo(fleet, tmp_path)
+    yield r
+    for f in (r.repo / "manifests").iterdir():
+        f.unlink()
+    r.commit("remove everything")
+    r.converge(lambda: not json.loads(r.gk("get", "pods", "-o", "json").stdout)["items"], "every pod removed")
+
+
+def test_config_and_secrets_end_to_end(fleet, repo):
     """One scenario, in order (longer than 60 lines on purpose): each step starts from what the previous one left
     running (the refusals must leave the pod with the rotated Secret as it is; the final search covers every value
     the scenario used), and separate tests would repeat the pod's setup on a loaded machine."""
-    r = Repo(fleet, tmp_path)
+    r = repo
     password = f"pw-{uuid.uuid4().hex}"
     r.write("app.yaml", [configmap("app-env", {"GREETING": "hello", "MODE": "prod"}),
                          configmap("app-files", {"app.properties": "color=blue\n", "motd": "welcome\n"}),
