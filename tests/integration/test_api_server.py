@@ -190,8 +190,14 @@ def test_kubectl_describe_pod_node_svc_rc(api):
     assert "<none>" not in out.split("Events:")[1].splitlines()[0], "describe found the pod's events"
     pod = json.loads(api.kubectl("get", "pod", "talker", "-o", "json").stdout)
     node = pod["spec"]["nodeName"]
+
+    def identified():
+        # The node's identity is read once per SSH connection, beside the heartbeats (never on their path), so a
+        # controller that has just started may store it a heartbeat later.
+        n = json.loads(api.kubectl("get", "node", node, "-o", "json").stdout)
+        return n if all(n["status"]["nodeInfo"].get(k) for k in ("bootID", "systemUUID", "machineID")) else None
+    nj = eventually(identified, timeout=60, interval=1, what=f"node {node}'s bootID, systemUUID and machineID")
     nd = api.kubectl("describe", "node", node).stdout
-    nj = json.loads(api.kubectl("get", "node", node, "-o", "json").stdout)
     info = nj["status"]["nodeInfo"]
     for key in ("bootID", "systemUUID", "machineID", "kubeProxyVersion"):
         assert info[key], (key, info)
