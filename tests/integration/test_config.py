@@ -179,6 +179,7 @@ def repo(fleet, tmp_path):
     yield r
     for f in (r.repo / "manifests").iterdir():
         f.unlink()
+    (r.repo / "manifests" / "README.md").write_text("nothing to run\n")  # the manifests path must still exist
     r.commit("remove everything")
     r.converge(lambda: not json.loads(r.gk("get", "pods", "-o", "json").stdout)["items"], "every pod removed")
 
