@@ -99,7 +99,9 @@ def containers(fleet, node: str) -> list[dict]:
 
 
 def all_containers(fleet) -> list[dict]:
-    return [c for n in NODES for c in containers(fleet, n)]
+    """Every pod container gitkube runs on the nodes. The node's proxy and DNS (system containers, no pod uid) are
+    left out: a module with Services that ran earlier on the shared sandbox leaves them running, as it should."""
+    return [c for n in NODES for c in containers(fleet, n) if c["uid"]]
 
 
 def app_containers(fleet, running_only: bool = True) -> list[dict]:
