@@ -355,13 +355,7 @@ def validate_rc(rc: ReplicationController) -> Errors:
         sel = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.items()))
         errs.append((("spec", "template", "metadata", "labels"),
                      f"Invalid value: `selector` ({sel}) does not match template `labels`"))
-    if tmpl.metadata is not None:
-        _labels(errs, ("spec", "template", "metadata", "labels"), tmpl.metadata.labels)
-        _labels(errs, ("spec", "template", "metadata", "annotations"), tmpl.metadata.annotations, values=False)
-    errs += validate_pod_spec(tmpl.spec, ("spec", "template", "spec"))
-    if tmpl.spec.restartPolicy != "Always":
-        errs.append((("spec", "template", "spec", "restartPolicy"),
-                     f'Unsupported value: "{tmpl.spec.restartPolicy}": supported values: "Always"'))
+    errs += _controller_template(tmpl)
     return errs
 
 
@@ -402,13 +396,7 @@ def _selected_template(errs: Errors, sel: LabelSelector, tmpl: PodTemplateSpec) 
     elif not selector.matches((tmpl.metadata.labels if tmpl.metadata else None) or {}):
         errs.append((("spec", "template", "metadata", "labels"),
                      f"Invalid value: `selector` ({selector}) does not match template `labels`"))
-    if tmpl.metadata is not None:
-        _labels(errs, ("spec", "template", "metadata", "labels"), tmpl.metadata.labels)
-        _labels(errs, ("spec", "template", "metadata", "annotations"), tmpl.metadata.annotations, values=False)
-    errs += validate_pod_spec(tmpl.spec, ("spec", "template", "spec"))
-    if tmpl.spec.restartPolicy != "Always":
-        errs.append((("spec", "template", "spec", "restartPolicy"),
-                     f'Unsupported value: "{tmpl.spec.restartPolicy}": supported values: "Always"'))
+    errs += _controller_template(tmpl)
 
 
 def _non_negative(errs: Errors, loc: Loc, v: int | None) -> None:
@@ -554,3 +542,17 @@ VALIDATORS: dict[str, Callable[..., Errors]] = {
     "ConfigMap": validate_configmap,
     "Secret": validate_secret,
 }
+
+
+def _controller_template(tmpl) -> list:
+    """Checks a controller's pod template (RC, ReplicaSet, Deployment): its labels and annotations, its pod spec,
+    and restartPolicy Always, as Kubernetes requires of every pod a controller replaces."""
+    errs: list = []
+    if tmpl.metadata is not None:
+        _labels(errs, ("spec", "template", "metadata", "labels"), tmpl.metadata.labels)
+        _labels(errs, ("spec", "template", "metadata", "annotations"), tmpl.metadata.annotations, values=False)
+    errs += validate_pod_spec(tmpl.spec, ("spec", "template", "spec"))
+    if tmpl.spec.restartPolicy != "Always":
+        errs.append((("spec", "template", "spec", "restartPolicy"),
+                     f'Unsupported value: "{tmpl.spec.restartPolicy}": supported values: "Always"'))
+    return errs
