@@ -420,6 +420,11 @@ def plan_deployment(d: DeploymentView, rss: Sequence[RSView], now: float) -> Dep
         p.rs[new.name] = new = replace(new, annotations=ann)
         p.scale(new.name, new.replicas)
         p.set_progressing("True", "ReplicaSetUpdated", f'ReplicaSet "{new.name}" is progressing.', progress=True)
+    if not refused and not d.paused and d.generation > d.last_status.get("observedGeneration", d.generation) \
+            and _timed_out(p):
+        # A new commit changed the Deployment after a rollout timed out: its progress deadline counts afresh
+        # (Kubernetes keeps the stale condition until progress is seen, and `rollout status` would fail at once).
+        p.set_progressing("True", "ReplicaSetUpdated", "Deployment changed; progressing again.", progress=True)
     if new is not None and not refused:
         new = p.adopt_revision(new)
         if p.cond("Progressing") is None:

@@ -188,6 +188,23 @@ def test_rollback_on_failure_scales_back_and_holds():
     assert d3.replicas_of("web-new", 0) == 1
 
 
+def test_a_new_commit_after_a_timed_out_rollout_starts_a_new_progress_window():
+    """Recreate back to an existing ReplicaSet after a timeout: `rollout status` must not fail on the stale condition."""
+    stable, back = rs("stable", 3, revision=3, t=3), rs("new", 0, revision=1, t=1)
+    timed_out = (Condition("Progressing", "False", "ProgressDeadlineExceeded", "timed out", 50, 50),)
+    last = {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 0, "readyReplicas": 3, "availableReplicas": 3}
+    view = replace(dep(strategy="Recreate", progress_deadline_seconds=120, conditions=timed_out, last_status=last),
+                   generation=3)
+    d = plan_deployment(view, [stable, back], 200)
+    prog = {c.type: c for c in d.conditions}["Progressing"]
+    assert (prog.status, prog.reason) == ("True", "ReplicaSetUpdated") and prog.last_update == 200
+    assert d.replicas_of("web-stable", 3) == 0
+    # the same generation seen again keeps a timeout (no new commit, no new window)
+    same = replace(view, generation=2)
+    d2 = plan_deployment(same, [stable, back], 200)
+    assert {c.type: c.reason for c in d2.conditions}["Progressing"] == "ProgressDeadlineExceeded"
+
+
 def test_revision_history_limit_prunes_oldest_empty_replicasets():
     rss = [rs(f"r{i}", 0, revision=i, t=i) for i in range(1, 5)] + [rs("new", 3, revision=5, t=9)]
     d = plan_deployment(dep(revision_history_limit=1), rss, 100)
