@@ -1,6 +1,8 @@
 """The inventory: which SSH-reachable Docker hosts are nodes, how to reach them, and their pinned host keys."""
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import os
 from pathlib import Path
@@ -159,16 +161,11 @@ def _field(loc: tuple) -> str:
     return out
 
 
-def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig]:
-    """Nodes of an inventory file, or InvalidInput naming file:line: field for every problem. Over 60 lines: every
-    problem is collected (not the first only), with the YAML line of each field, in one walk of the nodes."""
-    path = str(path)
-    if text is None:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise InvalidInput([Problem(path, None, "", f"cannot read inventory: {e.strerror}; "
-                                        "create one or run `gitkube sandbox up` and pass --inventory")]) from e
+@functools.lru_cache(maxsize=8)
+def _parse_inventory(path: str, text: str):
+    """(YAML node tree, validated Inventory) of an inventory's text, or InvalidInput. Cached by the text: every pass
+    reads the inventory, and parsing and validating it was a tenth of a no-op pass; the files it names (identity,
+    known hosts) are still checked on every load."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -188,6 +185,21 @@ def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(Problem(path, _line_of(root, loc), _field(loc), msg))
         raise InvalidInput(problems, "inventory") from None
+    return root, inv
+
+
+def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig]:
+    """Nodes of an inventory file, or InvalidInput naming file:line: field for every problem. Over 60 lines: every
+    problem is collected (not the first only), with the YAML line of each field, in one walk of the nodes."""
+    path = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise InvalidInput([Problem(path, None, "", f"cannot read inventory: {e.strerror}; "
+                                        "create one or run `gitkube sandbox up` and pass --inventory")]) from e
+    root, inv = _parse_inventory(path, text)
+    problems: list[Problem] = []
     seen: dict[str, int] = {}
     out: list[NodeConfig] = []
     base = Path(path).parent
