@@ -33,8 +33,10 @@ from gitkube.nodes.transport.fleet import Fleet  # noqa: E402
 from gitkube.nodes.images.ship import ship  # noqa: E402
 from gitkube.nodes.inventory import load_inventory  # noqa: E402
 from gitkube.nodes.dataplane.proxy import sync_services  # noqa: E402
-from gitkube.reconcile.endpoints import EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints  # noqa: E402
+from gitkube.api.views import PodView  # noqa: E402
+from gitkube.reconcile.endpoints import ServiceInfo, ServicePortInfo, compute_all_endpoints  # noqa: E402
 from gitkube.reconcile.services import plan_dataplane  # noqa: E402
+from tests.unit._pods import pod_view  # noqa: E402
 
 SID = int(os.environ.get("GITKUBE_TEST_SANDBOX_ID", "3"))
 MODES = ("iptables", "haproxy")
@@ -99,13 +101,13 @@ class Bench:
     def docker(self, node, *argv, check=True):
         return sh("docker", "-H", f"unix:///var/lib/gitkube/sandbox/gk{SID}/{node}/docker.sock", *argv, check=check)
 
-    def backend(self, node: str) -> EndpointPod:
+    def backend(self, node: str) -> PodView:
         name = f"{LABEL}-{node}"
         self.docker(node, "rm", "-f", name, check=False)
         self.docker(node, "run", "-d", "--name", name, "--label", LABEL, "gitkube/busybox:latest", "sh", "-c",
                     f"echo {node} > /var/www/index.html && exec httpd -f -p 8080 -h /var/www")
         ip = self.docker(node, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
-        return EndpointPod(name, "default", name, {"app": "bench"}, ip, node, True)
+        return pod_view(name, uid=name, labels={"app": "bench"}, ip=ip, node=node, ready=True, phase="Running")
 
     def client(self, node, host, port, n, budget, conc) -> dict:
         r = sh("nsenter", f"--net=/var/run/netns/gk{SID}-{node}", sys.executable, "-c", CLIENT, host, str(port), str(n),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
-from gitkube.api.views import parse_time
+from gitkube.api.views import PodView, parse_time
 from gitkube.api import resources as _res
 from gitkube.api.config import redact, redacted_size
 
@@ -618,7 +618,7 @@ def describe_rc(rc: Mapping, pods: Sequence[Mapping] = (), events: Sequence[Mapp
     page.labels(0, "Labels", m.get("labels"))
     page.labels(0, "Annotations", m.get("annotations"))
     page.add(0, "Replicas:", f"{st.get('replicas', 0)} current / {sp.get('replicas', 1)} desired")
-    phases = [((p.get("status") or {}).get("phase") or "Pending") for p in pods]
+    phases = [PodView(p).phase for p in pods]
     page.add(0, "Pods Status:", f"{phases.count('Running')} Running / {phases.count('Pending')} Waiting / "
              f"{phases.count('Succeeded')} Succeeded / {phases.count('Failed')} Failed")
     tmpl = sp.get("template") or {}
@@ -743,7 +743,7 @@ def describe_node(node: Mapping, pods: Sequence[Mapping] = (), events: Sequence[
                        ("Container Runtime Version", "containerRuntimeVersion"),
                        ("Kubelet Version", "kubeletVersion")):
         page.add(1, f"{title}:", info.get(key, ""))
-    live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+    live = [p for p in pods if not PodView(p).terminal]
     page.add(0, "Non-terminated Pods:", f"({len(live)} in total)")
     if live:
         page.add(1, "Namespace", "Name", "CPU Requests", "CPU Limits", "Memory Requests", "Memory Limits", "Age")

@@ -174,8 +174,31 @@ class PodView(ObjectView):
         return bool(self.spec.get("hostNetwork"))
 
     @property
+    def hostname(self) -> str | None:
+        """spec.hostname (the pod's own hostname, and its DNS name under a headless Service of its subdomain)."""
+        return self.spec.get("hostname") or None
+
+    @property
+    def subdomain(self) -> str | None:
+        return self.spec.get("subdomain") or None
+
+    @property
     def containers(self) -> tuple[Mapping[str, Any], ...]:
         return tuple(self.spec.get("containers") or ())
+
+    @property
+    def container_ports(self) -> tuple[Mapping[str, Any], ...]:
+        """Every container's ports (containerPort, name, protocol, hostPort...), containers in order."""
+        return tuple(x for c in self.spec.get("containers") or () for x in c.get("ports") or ())
+
+    def container_port(self, name: str, protocol: str = "TCP") -> int | None:
+        """The containerPort of the port with this name and protocol (TCP when unset), None when no container
+        declares it (k8s' podutil.FindPort for a named targetPort)."""
+        for c in self.spec.get("containers") or ():
+            for x in c.get("ports") or ():
+                if x.get("name") == name and x.get("protocol", "TCP") == protocol:
+                    return x["containerPort"]
+        return None
 
     @property
     def container_statuses(self) -> tuple[Mapping[str, Any], ...]:

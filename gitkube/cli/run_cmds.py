@@ -144,9 +144,11 @@ HOLD_AFTER = 20.0
 
 def _unready_nodes(ctrl) -> dict[str, str]:
     """Nodes whose Ready condition is not True, with why (reason: message), from the store."""
+    from gitkube.api.views import NodeView
+
     out = {}
     for n in ctrl.store.list("Node"):
-        cond = next((c for c in (n.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        cond = NodeView(n).condition("Ready")
         if cond.get("status") != "True":
             out[n["metadata"]["name"]] = f"{cond.get('reason') or 'NotReady'}: {cond.get('message') or 'no status'}"
     return out
@@ -164,27 +166,30 @@ def _say_node_errors(rep, said: dict[str, str]) -> None:
 
 def _not_settled(ctrl, skip_nodes: dict[str, str] | None = None) -> list[str]:
     """Pods not yet where --wait wants them, with why; pods bound to `skip_nodes` are not waited for."""
+    from gitkube.api.views import PodView
+
     out = []
     skip_nodes = skip_nodes or {}
     for p in ctrl.store.list("Pod", namespace="*"):
-        m, st = p["metadata"], p.get("status") or {}
-        if (p.get("spec") or {}).get("nodeName") in skip_nodes:
+        v = PodView(p)
+        m, st = p["metadata"], v.status
+        if v.node in skip_nodes:
             continue
-        if m.get("deletionTimestamp"):
+        if v.deleting:
             out.append(f"{m.get('namespace')}/{m['name']}: Terminating")
             continue
-        phase = st.get("phase") or "Pending"
+        phase = v.phase
         if phase == "Succeeded":
             continue
         if phase == "Failed":
             out.append(f"{m.get('namespace')}/{m['name']}: Failed")
             continue
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-        if phase != "Running" or not ready:
+        if phase != "Running" or not v.ready:
             why = [f"{cs['name']}: {next(iter(cs.get('state') or {'?': 0}))} {((cs.get('state') or {}).get('waiting') or {}).get('reason', '')}".strip()
                    for cs in st.get("containerStatuses") or [] if not cs.get("ready")]
-            sched = next((c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled" and c.get("status") == "False"), None)
-            out.append(f"{m.get('namespace')}/{m['name']}: {phase}" + (f" ({sched.get('message')})" if sched else "")
+            sched = v.condition("PodScheduled")
+            out.append(f"{m.get('namespace')}/{m['name']}: {phase}"
+                       + (f" ({sched.get('message')})" if sched.get("status") == "False" else "")
                        + (f" [{'; '.join(why)}]" if why else ""))
     rcs = ctrl.store.list("ReplicationController", namespace="*")
     for rc in rcs:

@@ -9,6 +9,7 @@ import time
 
 from gitkube import instruments
 from gitkube.api.quantity import cpu_millis, memory_bytes
+from gitkube.api.views import NodeView
 from gitkube.nodes.kubelet.stats import DEFAULT_CONCURRENCY, sample_node
 from gitkube.reconcile.usage import ContainerReading, snapshot
 from gitkube.store import open_store
@@ -23,7 +24,7 @@ def node_capacity(nodes: list[dict]) -> dict[str, tuple[int, int]]:
     """node → (CPU millicores, memory bytes) of its allocatable (else capacity) status."""
     out = {}
     for n in nodes:
-        st = n.get("status") or {}
+        st = NodeView(n).status
         cap = st.get("allocatable") or st.get("capacity") or {}
         try:
             out[n["metadata"]["name"]] = (cpu_millis(str(cap.get("cpu", "0"))), memory_bytes(str(cap.get("memory", "0"))))

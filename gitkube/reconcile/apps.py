@@ -42,27 +42,19 @@ def label_selector(sel: Mapping | None) -> Selector | None:
     return Selector(tuple(reqs))
 
 
-def _ready_since(p: Mapping) -> float | None:
-    for c in (p.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready" and c.get("status") == "True":
-            return parse_time(c.get("lastTransitionTime")) or 0.0
-    return None
-
-
 def pod_counts(pods: Sequence[Mapping], min_ready_seconds: int, now: float) -> tuple[int, int, int, int]:
     """(active, ready, available, running) of a ReplicaSet's pods: active = not terminating nor finished,
     available = Ready for minReadySeconds, running = still on a node (terminating included)."""
     active = ready = available = running = 0
-    for p in pods:
-        phase = (p.get("status") or {}).get("phase") or "Pending"
-        if phase in ("Succeeded", "Failed"):
+    for v in map(PodView, pods):
+        if v.terminal:
             continue
         running += 1
-        if _meta(p).get("deletionTimestamp"):
+        if v.deleting:
             continue
         active += 1
-        since = _ready_since(p)
-        if since is not None:
+        if v.ready:
+            since = v.ready_since or 0.0
             ready += 1
             if min_ready_seconds <= 0 or since + min_ready_seconds < now:
                 available += 1

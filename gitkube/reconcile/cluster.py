@@ -11,9 +11,9 @@ from gitkube.api import cpu_millis, memory_bytes
 from gitkube.reconcile import endpoints as ep
 from gitkube.reconcile.apps import AppsPlan, TemplateInputs, label_selector, plan_apps
 from gitkube.api.views import NodeView, PodView, ServiceView
-from gitkube.reconcile.rc import RCInfo, RCPod, manage_replication_controller
+from gitkube.reconcile.rc import RCInfo, manage_replication_controller
 from gitkube.reconcile.scheduler import Scheduler
-from gitkube.reconcile.scheduler.types import ContainerRequest, NodeInfo, PodInfo
+from gitkube.reconcile.scheduler.types import NodeInfo, SchedulingRequest
 
 
 # Where things live in a stored object is gitkube.api.views' to say; these short names read the views.
@@ -45,38 +45,6 @@ def node_info(n: dict) -> NodeInfo:
     )
 
 
-def pod_info(p: dict, spread_keys: frozenset[str] = frozenset()) -> PodInfo:
-    """The scheduler's view of a pod: parsed requests, host ports, hostPaths, placement constraints."""
-    spec = p.get("spec") or {}
-    containers = []
-    ports = []
-    for c in spec.get("containers") or []:
-        req = (c.get("resources") or {}).get("requests") or {}
-        containers.append(ContainerRequest(cpu_millis(req["cpu"]) if "cpu" in req else None,
-                                           memory_bytes(req["memory"]) if "memory" in req else None))
-        for port in c.get("ports") or []:
-            if port.get("hostPort"):
-                ports.append((port.get("hostIP") or "", port["hostPort"], port.get("protocol", "TCP")))
-    mounts_ro: dict[str, bool] = {}
-    for c in spec.get("containers") or []:
-        for vm in c.get("volumeMounts") or []:
-            mounts_ro[vm["name"]] = mounts_ro.get(vm["name"], True) and bool(vm.get("readOnly"))
-    paths = tuple((v["hostPath"]["path"], mounts_ro.get(v["name"], True)) for v in spec.get("volumes") or [] if v.get("hostPath"))
-    return PodInfo(
-        uid=meta(p).get("uid", ""), namespace=ns_of(p), name=meta(p)["name"], labels=meta(p).get("labels") or {},
-        containers=tuple(containers), host_ports=tuple(ports), host_paths=paths, node_name=spec.get("nodeName"),
-        node_selector=spec.get("nodeSelector") or {}, spread_keys=spread_keys,
-    )
-
-
-def rc_pod(p: dict) -> RCPod:
-    """The RC/ReplicaSet manager's view of a stored pod."""
-    v = PodView(p)
-    return RCPod(uid=v.uid, name=v.name, labels=dict(v.labels), owner_uid=v.owner_uid, phase=v.phase, ready=v.ready,
-                 node_name=v.node, deleting=v.deleting, creation_time=v.created, restart_count=v.restart_count,
-                 ready_since=v.ready_since)
-
-
 def rc_info(rc: dict) -> RCInfo:
     spec = rc.get("spec") or {}
     return RCInfo(uid=meta(rc)["uid"], namespace=ns_of(rc), name=meta(rc)["name"], generation=meta(rc).get("generation", 1),
@@ -98,8 +66,8 @@ def rc_statuses(pods: list[dict], rcs: list[dict], now: float) -> dict[tuple[str
         if is_deleting(rc):
             continue
         info = rc_info(rc)
-        d = manage_replication_controller(info, [rc_pod(p) for p in pods if ns_of(p) == info.namespace], now,
-                                          rng=random.Random(0))
+        d = manage_replication_controller(info, [v for v in map(PodView, pods) if v.namespace == info.namespace],
+                                          now, rng=random.Random(0))
         out[(rc.get("kind", "ReplicationController"), info.namespace, info.name)] = rc_status_dict(d.status)
     return out
 
@@ -199,7 +167,7 @@ def _manage_replicas(plan: ClusterPlan, rcs: list[dict], pods_by_ns: dict[str, l
         if is_deleting(rc):
             continue
         info = rc_info(rc)
-        candidates = [rc_pod(p) for p in pods_by_ns.get(ns_of(rc), [])]
+        candidates = [PodView(p) for p in pods_by_ns.get(ns_of(rc), [])]
         d = manage_replication_controller(info, candidates, now, rng=rng)
         kind = rc.get("kind", "ReplicationController")
         for name in d.create:
@@ -255,11 +223,12 @@ def plan_cluster(pods: list[dict], rcs: list[dict], services: list[dict], nodes:
         spread[meta(p)["uid"]] = frozenset(keys)
     node_infos = [node_info(n) for n in nodes]
     node_names = {n.name for n in node_infos}
-    bound = [pod_info(p, spread[meta(p)["uid"]]) for p in live
-             if (p.get("spec") or {}).get("nodeName") and PodView(p).phase not in ("Succeeded", "Failed")]
-    pending = [p for p in live if not (p.get("spec") or {}).get("nodeName")]
+    request = SchedulingRequest.from_pod
+    bound = [request(v, spread[v.uid]) for v in map(PodView, live) if v.node and not v.terminal]
+    pending = [p for p in live if not PodView(p).node]
     pending.sort(key=lambda p: (meta(p).get("creationTimestamp") or "", ns_of(p), meta(p)["name"]))
-    for p, r in zip(pending, scheduler.schedule_all([pod_info(p, spread[meta(p)["uid"]]) for p in pending], node_infos, bound)):
+    for p, r in zip(pending, scheduler.schedule_all([request(PodView(p), spread[meta(p)["uid"]]) for p in pending],
+                                                    node_infos, bound)):
         if r.node:
             best = ", ".join(f"{n}={s}" for n, s in r.scores[:3])
             plan.bindings.append(Binding(ns_of(p), meta(p)["name"], meta(p)["uid"], r.node, f"scores {best}"))
@@ -284,11 +253,4 @@ def service_endpoints(pods: list[dict], services: list[dict], deleting_uids: set
                                          target_port=x.get("targetPort")) for x in s.ports)
         infos.append(ep.ServiceInfo(namespace=s.namespace, name=s.name, selector=s.selector, ports=ports,
                                     headless=s.headless))
-    eps = []
-    for p in map(PodView, pods):
-        cports = tuple(ep.ContainerPortInfo(x["containerPort"], x.get("name"), x.get("protocol", "TCP"))
-                       for c in p.containers for x in c.get("ports") or [])
-        eps.append(ep.EndpointPod(uid=p.uid, namespace=p.namespace, name=p.name, labels=dict(p.labels), ip=p.ip,
-                                  node_name=p.node, ready=p.ready, phase=p.phase,
-                                  deleting=p.deleting or p.uid in deleting_uids, container_ports=cports))
-    return dict(ep.compute_all_endpoints(infos, eps))
+    return dict(ep.compute_all_endpoints(infos, map(PodView, pods), deleting_uids))

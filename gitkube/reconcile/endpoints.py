@@ -14,22 +14,22 @@ Ordering is deterministic: addresses by (ip, pod name), ports by (name, port, pr
 subsets by their ports (k8s orders by hash; the content is the same).
 
 Glue: ServiceInfo from spec.selector, spec.ports (targetPort defaulted to port by the API),
-spec.clusterIP == "None", spec.publishNotReadyAddresses; EndpointPod from pod metadata,
-status.podIP, spec.nodeName, the Ready condition, status.phase, deletionTimestamp, and
-spec.containers[].ports (name, containerPort, protocol), spec.hostname/subdomain.
+spec.clusterIP == "None", spec.publishNotReadyAddresses. Pods are the stored pods, read through
+`gitkube.api.views.PodView` (ip, node, ready, phase, deleting, labels, container ports,
+hostname/subdomain).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from gitkube.api.views import TERMINAL_PHASES, PodView
 
 __all__ = [
     "ServicePortInfo",
     "ServiceInfo",
-    "ContainerPortInfo",
-    "EndpointPod",
     "EndpointAddress",
     "EndpointPort",
     "EndpointSubset",
@@ -38,9 +38,6 @@ __all__ = [
     "compute_endpoints",
     "compute_all_endpoints",
 ]
-
-_TERMINAL = frozenset({"Succeeded", "Failed"})
-
 
 @dataclass(frozen=True)
 class ServicePortInfo:
@@ -58,29 +55,6 @@ class ServiceInfo:
     ports: tuple[ServicePortInfo, ...] = ()
     headless: bool = False  # clusterIP: None
     publish_not_ready: bool = False
-
-
-@dataclass(frozen=True)
-class ContainerPortInfo:
-    container_port: int
-    name: str | None = None
-    protocol: str = "TCP"
-
-
-@dataclass(frozen=True)
-class EndpointPod:
-    uid: str
-    namespace: str
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    ip: str | None = None
-    node_name: str | None = None
-    ready: bool = False
-    phase: str = "Running"
-    deleting: bool = False
-    container_ports: tuple[ContainerPortInfo, ...] = ()
-    hostname: str | None = None
-    subdomain: str | None = None
 
 
 @dataclass(frozen=True, order=True)
@@ -146,19 +120,18 @@ class Endpoints:
         return d
 
 
-def find_port(pod: EndpointPod, port: ServicePortInfo) -> int | None:
+def find_port(pod: PodView, port: ServicePortInfo) -> int | None:
     """The pod's port number for a service port: targetPort as a number, or the container port of that name."""
     target = port.port if port.target_port is None else port.target_port
     if isinstance(target, int):
         return target
-    for cp in pod.container_ports:
-        if cp.name == target and cp.protocol == port.protocol:
-            return cp.container_port
-    return None
+    return pod.container_port(target, port.protocol)
 
 
-def compute_endpoints(service: ServiceInfo, pods: Iterable[EndpointPod]) -> Endpoints | None:
-    """The Endpoints of one Service from the pods (None when the Service has no selector)."""
+def compute_endpoints(service: ServiceInfo, pods: Iterable[PodView],
+                      deleting_uids: set[str] | frozenset[str] = frozenset()) -> Endpoints | None:
+    """The Endpoints of one Service from the pods (None when the Service has no selector). Pods whose uid is in
+    `deleting_uids` count as being deleted (this pass deletes them)."""
     if not service.selector:
         return None
     selector = service.selector.items()
@@ -167,14 +140,16 @@ def compute_endpoints(service: ServiceInfo, pods: Iterable[EndpointPod]) -> Endp
         lambda: ([], [])
     )
     for pod in pods:
-        if pod.namespace != service.namespace or not pod.ip or pod.phase in _TERMINAL:
+        labels = pod.labels
+        if not all(labels.get(k) == v for k, v in selector):
             continue
-        if pod.deleting and not service.publish_not_ready:
+        ip = pod.ip
+        if pod.namespace != service.namespace or not ip or pod.phase in TERMINAL_PHASES:
             continue
-        if not all(pod.labels.get(k) == v for k, v in selector):
+        if (pod.deleting or pod.uid in deleting_uids) and not service.publish_not_ready:
             continue
         hostname = pod.hostname if pod.hostname and pod.subdomain == service.name else None
-        addr = EndpointAddress(pod.ip, pod.name, pod.namespace, pod.uid, pod.node_name, hostname)
+        addr = EndpointAddress(ip, pod.name, pod.namespace, pod.uid, pod.node, hostname)
         ready = pod.ready or service.publish_not_ready
         if service.ports:
             ports = set()
@@ -200,15 +175,15 @@ def compute_endpoints(service: ServiceInfo, pods: Iterable[EndpointPod]) -> Endp
 
 
 def compute_all_endpoints(
-    services: Iterable[ServiceInfo], pods: Iterable[EndpointPod]
+    services: Iterable[ServiceInfo], pods: Iterable[PodView], deleting_uids: set[str] | frozenset[str] = frozenset()
 ) -> dict[tuple[str, str], Endpoints]:
     """The Endpoints of every Service with a selector, keyed by (namespace, name)."""
-    by_ns: dict[str, list[EndpointPod]] = defaultdict(list)
+    by_ns: dict[str, list[PodView]] = defaultdict(list)
     for pod in pods:
         by_ns[pod.namespace].append(pod)
     out = {}
     for svc in services:
-        ep = compute_endpoints(svc, by_ns.get(svc.namespace, ()))
+        ep = compute_endpoints(svc, by_ns.get(svc.namespace, ()), deleting_uids)
         if ep is not None:
             out[(svc.namespace, svc.name)] = ep
     return out

@@ -37,12 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from gitkube.api.views import TERMINAL_PHASES, PodView
+
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_EVICTION_TIMEOUT",
     "NodeHeartbeat",
     "ReadyCondition",
-    "LifecyclePod",
     "PodEviction",
     "NodeLifecycleDecision",
     "node_ready_condition",
@@ -108,24 +109,10 @@ class ReadyCondition:
 
 
 @dataclass(frozen=True)
-class LifecyclePod:
-    """A pod as the node lifecycle controller sees it."""
-
-    uid: str
-    namespace: str
-    name: str
-    node_name: str | None
-    owner_uid: str | None = None
-    ready: bool = False
-    deleting: bool = False
-    phase: str = "Running"
-
-
-@dataclass(frozen=True)
 class PodEviction:
     """Mark `pod` for deletion with status reason/message, and record an event."""
 
-    pod: LifecyclePod
+    pod: PodView
     reason: str
     message: str
     event_reason: str
@@ -142,7 +129,7 @@ class NodeLifecycleDecision:
     """One pass of the node lifecycle controller."""
 
     conditions: Mapping[str, ReadyCondition] = field(default_factory=dict)
-    mark_not_ready: tuple[LifecyclePod, ...] = ()  # set their Ready condition False
+    mark_not_ready: tuple[PodView, ...] = ()  # set their Ready condition False
     evict: tuple[PodEviction, ...] = ()
     eviction_suspended: bool = False  # no node is Ready: evictions held back
 
@@ -187,7 +174,7 @@ def node_ready_condition(
 
 def node_lifecycle(
     heartbeats: Iterable[NodeHeartbeat],
-    pods: Sequence[LifecyclePod],
+    pods: Sequence[PodView],
     now: float,
     previous: Mapping[str, ReadyCondition] | None = None,
     grace_period: float = DEFAULT_GRACE_PERIOD,
@@ -207,21 +194,22 @@ def node_lifecycle(
     evicting = set() if suspended else {n for _, n in due[:max(0, evict_nodes_per_pass)]}
 
     mark, evict = [], []
-    for pod in sorted(pods, key=lambda p: (p.node_name or "", p.namespace, p.name)):
-        if not pod.node_name:
+    for pod in sorted(pods, key=lambda p: (p.node or "", p.namespace, p.name)):
+        node = pod.node
+        if not node:
             continue
-        cond = conditions.get(pod.node_name)
+        cond = conditions.get(node)
         if cond is None:
             # Bound to a node gitkube no longer has: nothing will ever run or stop it there.
             if not pod.deleting:
-                evict.append(_eviction(pod, f"Node {pod.node_name} which was running pod {pod.name} is gone"))
+                evict.append(_eviction(pod, f"Node {node} which was running pod {pod.name} is gone"))
             continue
         if cond.ready:
             continue
-        if pod.ready and pod.phase not in ("Succeeded", "Failed"):
+        if pod.ready and pod.phase not in TERMINAL_PHASES:
             mark.append(pod)
-        if pod.node_name in evicting and not pod.deleting:
-            evict.append(_eviction(pod, f"Node {pod.node_name} which was running pod {pod.name} is unresponsive"))
+        if node in evicting and not pod.deleting:
+            evict.append(_eviction(pod, f"Node {node} which was running pod {pod.name} is unresponsive"))
     return NodeLifecycleDecision(conditions, tuple(mark), tuple(evict), suspended)
 
 
@@ -236,13 +224,13 @@ def full_disruption(conditions: Iterable[ReadyCondition]) -> bool:
                                        and not_ready / len(conds) >= UNHEALTHY_THRESHOLD)
 
 
-def _eviction(pod: LifecyclePod, message: str) -> PodEviction:
+def _eviction(pod: PodView, message: str) -> PodEviction:
     return PodEviction(
         pod,
         POD_REASON_NODE_LOST,
         message,
         EVENT_REASON_EVICTION,
-        f"Marking for deletion Pod {pod.name} from Node {pod.node_name}",
+        f"Marking for deletion Pod {pod.name} from Node {pod.node}",
     )
 
 

@@ -24,7 +24,7 @@ from gitkube.api.views import NodeView, PodView, ServiceView, find_condition, is
 from gitkube.reconcile import podsync as ps
 from gitkube.reconcile.cluster import ClusterPlan, plan_cluster, rc_statuses, service_endpoints
 from gitkube.reconcile.containerenv import EnvService
-from gitkube.reconcile.nodelifecycle import LifecyclePod, NodeHeartbeat, ReadyCondition, node_lifecycle
+from gitkube.reconcile.nodelifecycle import NodeHeartbeat, ReadyCondition, node_lifecycle
 from gitkube.reconcile.apps import TemplateInputs
 from gitkube.reconcile.configrefs import config_blocks, env_digests, template_config_inputs
 from gitkube.reconcile.scheduler import Scheduler
@@ -268,11 +268,8 @@ def plan_nodes(obs: Observation, world: dict[Key, dict], writes: list[Write], gr
                                 last_error=v.get("last_error"), runtime_error=bool(v.get("runtime_error")),
                                 registered_at=v.get("registered_at", obs.now), observed_since=obs.first_seen.get(k),
                                 error_reason=v.get("error_reason")) for k, v in hbs.items() if k in names]
-    lp = [LifecyclePod(uid=p.uid, namespace=p.namespace, name=p.name, node_name=p.node, owner_uid=p.owner_uid,
-                       ready=p.ready, deleting=p.deleting, phase=p.phase)
-          for p in map(PodView, of_kind(world, "Pod"))]
-    decision = node_lifecycle(heartbeats, lp, obs.now, previous=prev, grace_period=grace_period,
-                              eviction_timeout=eviction_timeout)
+    decision = node_lifecycle(heartbeats, list(map(PodView, of_kind(world, "Pod"))), obs.now, previous=prev,
+                              grace_period=grace_period, eviction_timeout=eviction_timeout)
     _node_writes(obs, world, hbs, decision.conditions, writes)
     writes.append(Write("kv", ("heartbeats", hbs)))
     sync_ok = {n: bool(decision.conditions.get(n) and decision.conditions[n].ready and obs.nodes[n].reachable)

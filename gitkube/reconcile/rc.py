@@ -13,10 +13,9 @@ Follows Kubernetes' replication manager (one pass of syncReplicationController):
 
 A template change only affects pods created afterwards (RC semantics: no rolling update).
 Glue: RCInfo from the RC model (uid, namespace, name, metadata.generation, spec.replicas,
-spec.selector, spec.template.metadata.labels, spec.minReadySeconds); RCPod from each pod of the
-namespace (owner_uid = uid of the ownerReference with controller=true; ready/ready_since from
-the Ready condition's status and lastTransitionTime; creation_time from creationTimestamp;
-restart_count = sum of containerStatuses[].restartCount; deleting = deletionTimestamp set).
+spec.selector, spec.template.metadata.labels, spec.minReadySeconds). Pods are the stored pods of
+the namespace, read through `gitkube.api.views.PodView` (owner_uid, phase, ready, ready_since,
+node, deleting, created, restart_count, labels).
 """
 
 from __future__ import annotations
@@ -25,10 +24,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from gitkube.api.views import TERMINAL_PHASES, PodView
+
 __all__ = [
     "GENERATE_NAME_ALPHABET",
     "RCInfo",
-    "RCPod",
     "RCStatus",
     "RCDecision",
     "selector_matches",
@@ -43,7 +43,6 @@ _RANDOM_LENGTH = 5
 _MAX_PREFIX = 63 - _RANDOM_LENGTH  # k8s' maxGeneratedNameLength
 BURST_REPLICAS = 500
 
-_TERMINAL = frozenset({"Succeeded", "Failed"})
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
@@ -63,23 +62,6 @@ class RCInfo:
 
 
 @dataclass(frozen=True)
-class RCPod:
-    """A pod of the RC's namespace, as the manager needs to see it."""
-
-    uid: str
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    owner_uid: str | None = None  # uid of the controlling ownerReference
-    phase: str = "Pending"
-    ready: bool = False
-    node_name: str | None = None
-    deleting: bool = False
-    creation_time: float = 0.0
-    restart_count: int = 0
-    ready_since: float | None = None  # Ready condition's lastTransitionTime, when ready
-
-
-@dataclass(frozen=True)
 class RCStatus:
     """ReplicationControllerStatus."""
 
@@ -96,9 +78,9 @@ class RCDecision:
 
     rc_uid: str
     create: tuple[str, ...]  # names of the pods to create from the template
-    delete: tuple[RCPod, ...]  # most deletable first
-    adopt: tuple[RCPod, ...]  # set our controller ownerReference
-    release: tuple[RCPod, ...]  # remove our ownerReference
+    delete: tuple[PodView, ...]  # most deletable first
+    adopt: tuple[PodView, ...]  # set our controller ownerReference
+    release: tuple[PodView, ...]  # remove our ownerReference
     status: RCStatus
 
     @property
@@ -130,21 +112,21 @@ def generate_name(prefix: str, rng: random.Random, taken: set[str] | frozenset[s
             return name
 
 
-def deletion_rank(pod: RCPod) -> tuple:
+def deletion_rank(pod: PodView) -> tuple:
     """Sort key putting the pod that should be deleted first first (k8s' controller.ActivePods)."""
-    ready_time = (0, 0.0) if pod.ready_since is None else (1, -pod.ready_since)
+    since = pod.ready_since  # None unless Ready
     return (
-        pod.node_name is not None and pod.node_name != "",  # unassigned < assigned
+        pod.node is not None,  # unassigned < assigned
         _PHASE_RANK.get(pod.phase, 1),  # Pending < Unknown < Running
         pod.ready,  # not ready < ready
-        ready_time if pod.ready else (0, 0.0),  # both ready: ready for less time first
+        (0, 0.0) if since is None else (1, -since),  # both ready: ready for less time first
         -pod.restart_count,  # more restarts first
-        -pod.creation_time,  # newer first
+        -pod.created,  # newer first
         pod.name,  # only for a stable order
     )
 
 
-def _available(pod: RCPod, min_ready_seconds: int, now: float) -> bool:
+def _available(pod: PodView, min_ready_seconds: int, now: float) -> bool:
     if not pod.ready:
         return False
     if min_ready_seconds <= 0:
@@ -154,18 +136,18 @@ def _available(pod: RCPod, min_ready_seconds: int, now: float) -> bool:
 
 def manage_replication_controller(
     rc: RCInfo,
-    pods: Sequence[RCPod],
+    pods: Sequence[PodView],
     now: float,
     rng: random.Random | None = None,
     burst_replicas: int = BURST_REPLICAS,
 ) -> RCDecision:
     """Which pods the RC creates, deletes, adopts and releases in this pass, and its status."""
     rng = rng or random.Random()
-    claimed: list[RCPod] = []
-    adopt: list[RCPod] = []
-    release: list[RCPod] = []
+    claimed: list[PodView] = []
+    adopt: list[PodView] = []
+    release: list[PodView] = []
     for pod in pods:
-        if pod.phase in _TERMINAL or pod.deleting:
+        if pod.phase in TERMINAL_PHASES or pod.deleting:
             continue
         matches = selector_matches(rc.selector, pod.labels)
         if pod.owner_uid == rc.uid:
@@ -178,7 +160,7 @@ def manage_replication_controller(
             claimed.append(pod)
 
     create: list[str] = []
-    delete: list[RCPod] = []
+    delete: list[PodView] = []
     if not rc.deleting:
         diff = len(claimed) - max(rc.replicas, 0)
         if diff < 0:

@@ -15,6 +15,7 @@ import jinja2
 from aiohttp import web
 
 from gitkube.api import printers as pr
+from gitkube.api.views import ObjectView
 from gitkube.reconcile.usage import cpu_text, memory_text
 from gitkube.server.context import CTX, NODE_LINKS
 
@@ -30,7 +31,7 @@ _env = jinja2.Environment(loader=jinja2.PackageLoader("gitkube.server", "templat
 
 
 def _ready(obj: Mapping) -> tuple[str, str]:
-    c = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+    c = ObjectView(obj).condition("Ready")
     return c.get("status", "Unknown"), f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
 
 

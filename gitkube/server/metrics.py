@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import gitkube.instruments  # noqa: F401 - its counters exist (at zero) in every process that serves /metrics
+from gitkube.api.views import NodeView, PodView
 from gitkube.server.context import CTX
 
 routes = web.RouteTableDef()
@@ -55,8 +56,9 @@ def node_metrics(nodes: list[dict]) -> Iterable[Metric]:
     alloc = _gauge("gitkube_node_status_allocatable", "The node's allocatable resources (cores, bytes, pods).",
                    ["node", "resource", "unit"])
     for n in nodes:
-        st = n.get("status") or {}
-        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {}).get("status", "Unknown")
+        v = NodeView(n)
+        st = v.status
+        ready = v.condition("Ready").get("status", "Unknown")
         for s in ("true", "false", "unknown"):
             cond.add_metric([_name(n), "Ready", s], 1.0 if ready.lower() == s else 0.0)
         a = st.get("allocatable") or st.get("capacity") or {}
@@ -85,13 +87,13 @@ def pod_metrics(pods: list[dict]) -> Iterable[Metric]:
                    ["namespace", "pod", "container"])
     by_phase = dict.fromkeys(PHASES, 0)
     for p in pods:
-        st = p.get("status") or {}
-        ph = st.get("phase") or "Pending"
+        v = PodView(p)
+        ph = v.phase
         by_phase[ph] = by_phase.get(ph, 0) + 1
         for x in PHASES:
             phase.add_metric([_ns(p), _name(p), x], 1.0 if ph == x else 0.0)
-        info.add_metric([_ns(p), _name(p), (p.get("spec") or {}).get("nodeName") or "", st.get("podIP") or ""], 1)
-        for cs in st.get("containerStatuses") or []:
+        info.add_metric([_ns(p), _name(p), v.node or "", v.ip or ""], 1)
+        for cs in v.container_statuses:
             restarts.add_metric([_ns(p), _name(p), cs["name"]], cs.get("restartCount") or 0)
             ready.add_metric([_ns(p), _name(p), cs["name"]], 1.0 if cs.get("ready") else 0.0)
     for ph, n in by_phase.items():

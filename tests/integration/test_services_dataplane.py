@@ -18,10 +18,12 @@ from gitkube.nodes.images.ship import ship
 from gitkube.nodes.inventory import load_inventory
 from gitkube.nodes.images import app as appimages
 from gitkube.nodes.dataplane.proxy import sync_services, teardown_services
-from gitkube.reconcile.endpoints import ContainerPortInfo, EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints
+from gitkube.api.views import PodView
+from gitkube.reconcile.endpoints import ServiceInfo, ServicePortInfo, compute_all_endpoints
 from gitkube.reconcile.services import DNS_IP, plan_dataplane
 
 from tests.integration.conftest import eventually
+from tests.unit._pods import pod_view
 
 BUSYBOX = "gitkube/busybox:latest"
 WEB_NODEPORT = 30080
@@ -45,7 +47,7 @@ INFOS = [ServiceInfo("default", "web", {"app": "web"}, (ServicePortInfo(80, "htt
 class DataPlane:
     def __init__(self, sb, fleet: Fleet, mode: str):
         self.sb, self.fleet, self.mode = sb, fleet, mode
-        self.pods: dict[str, EndpointPod] = {}
+        self.pods: dict[str, PodView] = {}
         self.alloc = None
 
     @property
@@ -53,7 +55,7 @@ class DataPlane:
         """The key a sync's result names the proxy by."""
         return "kube-proxy" if self.mode == "iptables" else "proxy"
 
-    def backend(self, node: str, app: str = "web") -> EndpointPod:
+    def backend(self, node: str, app: str = "web") -> PodView:
         name = f"{TEST}-{app}-{node}"
         self.sb.docker(node, "rm", "-f", name)
         cmd = (f"echo {node} > /var/www/index.html && exec httpd -f -p 8080 -h /var/www" if app == "web"
@@ -61,8 +63,8 @@ class DataPlane:
         r = self.sb.docker(node, "run", "-d", "--name", name, "--label", TEST, BUSYBOX, "sh", "-c", cmd)
         assert r.returncode == 0, r.stderr
         ip = self.sb.docker(node, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
-        pod = EndpointPod(name, "default", name, {"app": app}, ip, node, True,
-                          container_ports=(ContainerPortInfo(8080, "http"),) if app == "web" else ())
+        pod = pod_view(name, uid=name, labels={"app": app}, ip=ip, node=node, ready=True, phase="Running",
+                       ports=(("http", 8080),) if app == "web" else ())
         self.pods[name] = pod
         return pod
 

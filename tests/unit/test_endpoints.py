@@ -1,8 +1,7 @@
 """Endpoints controller: readiness, named target ports, skipped pods, packing and ordering."""
 
+from _pods import pod_view
 from gitkube.reconcile.endpoints import (
-    ContainerPortInfo,
-    EndpointPod,
     EndpointPort,
     ServiceInfo,
     ServicePortInfo,
@@ -15,8 +14,8 @@ WEB = {"app": "web"}
 
 def pod(name, ip, ready=True, ports=(("http", 8080),), **kw):
     kw.setdefault("labels", WEB)
-    cps = tuple(ContainerPortInfo(n, name=pn) for pn, n in ports)
-    return EndpointPod(f"uid-{name}", "default", name, ip=ip, node_name="n1", ready=ready, container_ports=cps, **kw)
+    kw.setdefault("phase", "Running")
+    return pod_view(name, ip=ip, node="n1", ready=ready, ports=ports, **kw)
 
 
 SVC = ServiceInfo("default", "web", WEB, (ServicePortInfo(80, name="http", target_port="http"),))
@@ -52,7 +51,7 @@ def test_protocol_must_match_for_named_port_and_int_target_is_taken_as_is():
 def test_skipped_pods():
     pods = [pod("noip", None), pod("done", "10.0.0.1", phase="Succeeded"), pod("dying", "10.0.0.2", deleting=True),
             pod("other", "10.0.0.3", labels={"app": "db"}),
-            EndpointPod("u", "elsewhere", "x", WEB, "10.0.0.4", ready=True)]
+            pod_view("x", uid="u", namespace="elsewhere", labels=WEB, ip="10.0.0.4", ready=True, phase="Running")]
     assert compute_endpoints(SVC, pods).subsets == ()
     assert compute_endpoints(ServiceInfo("default", "manual", None, SVC.ports), pods) is None
 
@@ -81,3 +80,23 @@ def test_serves_deleted_pods_reads_ready_addresses_only():
                          "notReadyAddresses": [{"ip": "10.0.0.2", "targetRef": {"uid": "b"}}]}]}]
     assert serves_deleted_pods(eps, {"a"})
     assert not serves_deleted_pods(eps, {"b"}) and not serves_deleted_pods(eps, set()) and not serves_deleted_pods([], {"a"})
+
+
+def test_pods_deleted_by_this_pass_leave_unless_published_not_ready():
+    pods = [pod("a", "10.0.0.1"), pod("b", "10.0.0.2")]
+    (s,) = compute_endpoints(SVC, pods, deleting_uids={"uid-a"}).subsets
+    assert [a.target_name for a in s.addresses] == ["b"]
+    publish = ServiceInfo("default", "web", WEB, SVC.ports, publish_not_ready=True)
+    (s,) = compute_all_endpoints([publish], pods, deleting_uids={"uid-a"})[("default", "web")].subsets
+    assert [a.target_name for a in s.addresses] == ["a", "b"]
+
+
+def test_named_port_found_in_any_container_with_its_protocol():
+    p = pod("a", "10.0.0.1", ports=())
+    p.raw["spec"]["containers"] += [{"name": "side", "image": "x", "ports": [
+        {"name": "dns", "containerPort": 5353, "protocol": "UDP"}, {"name": "dns", "containerPort": 5300}]}]
+    assert p.container_port("dns") == 5300 and p.container_port("dns", "UDP") == 5353
+    assert p.container_port("http") is None and len(p.container_ports) == 2
+    svc = ServiceInfo("default", "dns", WEB, (ServicePortInfo(53, name="dns", protocol="UDP", target_port="dns"),))
+    (s,) = compute_endpoints(svc, [p]).subsets
+    assert s.ports == (EndpointPort("dns", 5353, "UDP"),)

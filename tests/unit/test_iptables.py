@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
+from _pods import pod_view
 from gitkube.api import parse_object
-from gitkube.reconcile.endpoints import EndpointPod, ServiceInfo, ServicePortInfo, compute_all_endpoints
+from gitkube.reconcile.endpoints import ServiceInfo, ServicePortInfo, compute_all_endpoints
 from gitkube.reconcile.iptables import JUMPS, chain_name, render_iptables, rules_tag
 from gitkube.reconcile.services import plan_dataplane
 
@@ -15,8 +16,8 @@ def svc(name, ports, type_="ClusterIP", **spec):
 
 
 def pods(app, n, ready=True, start=2):
-    return [EndpointPod(f"{app}-{i}", "default", f"{app}-{i}", {"app": app}, f"198.18.101.{start + i}", "n1", ready)
-            for i in range(n)]
+    return [pod_view(f"{app}-{i}", uid=f"{app}-{i}", labels={"app": app}, ip=f"198.18.101.{start + i}", node="n1",
+                     ready=ready, phase="Running") for i in range(n)]
 
 
 def plan(services, infos, eps_pods):

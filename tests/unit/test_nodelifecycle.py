@@ -1,7 +1,7 @@
 """Node lifecycle: Ready/NotReady/Unknown from heartbeats, eviction after the timeout, stale containers."""
 
+from _pods import pod_view
 from gitkube.reconcile.nodelifecycle import (
-    LifecyclePod,
     ReadyCondition,
     NodeHeartbeat,
     node_lifecycle,
@@ -44,10 +44,10 @@ def test_transition_time_kept_while_status_unchanged():
 
 
 PODS = [
-    LifecyclePod("u1", "default", "web-abcde", "n2", owner_uid="rc", ready=True),
-    LifecyclePod("u2", "default", "bare", "n2", ready=True),
-    LifecyclePod("u3", "default", "going", "n2", owner_uid="rc", deleting=True),
-    LifecyclePod("u4", "default", "web-fghjk", "n1", owner_uid="rc", ready=True),
+    pod_view("web-abcde", uid="u1", node="n2", owner_uid="rc", ready=True, phase="Running"),
+    pod_view("bare", uid="u2", node="n2", ready=True, phase="Running"),
+    pod_view("going", uid="u3", node="n2", owner_uid="rc", deleting=True, phase="Running"),
+    pod_view("web-fghjk", uid="u4", node="n1", owner_uid="rc", ready=True, phase="Running"),
 ]
 
 
@@ -75,7 +75,7 @@ def test_no_eviction_when_no_node_is_ready():
 
 
 def test_pod_on_unknown_node_is_evicted():
-    d = node_lifecycle([hb("n1", 100)], [LifecyclePod("u", "default", "x", "gone")], now=101)
+    d = node_lifecycle([hb("n1", 100)], [pod_view("x", uid="u", node="gone", phase="Running")], now=101)
     assert d.evict[0].message == "Node gone which was running pod x is gone"
 
 
@@ -123,12 +123,12 @@ def test_untrusted_host_key_is_not_ready_at_once_but_evicts_no_sooner():
 
 
 def test_evictions_are_rate_limited_per_pass():
-    pods = [LifecyclePod(f"u{i}", "default", f"p{i}", f"n{i}", ready=True) for i in range(5)]
+    pods = [pod_view(f"p{i}", uid=f"u{i}", node=f"n{i}", ready=True, phase="Running") for i in range(5)]
     beats = [hb("n0", 100), hb("n1", 90), hb("n2", 1000), hb("n3", 1000), hb("n4", 1000)]
     d = node_lifecycle(beats, pods, now=1000)
-    assert [e.pod.node_name for e in d.evict] == ["n1"]  # the node that has waited longest first
+    assert [e.pod.node for e in d.evict] == ["n1"]  # the node that has waited longest first
     d = node_lifecycle(beats, pods, now=1000, evict_nodes_per_pass=2)
-    assert sorted(e.pod.node_name for e in d.evict) == ["n0", "n1"]
+    assert sorted(e.pod.node for e in d.evict) == ["n0", "n1"]
 
 
 def test_full_disruption_when_most_nodes_are_not_ready():

@@ -2,10 +2,10 @@
 
 import random
 
+from _pods import pod_view
 from gitkube.reconcile.rc import (
     GENERATE_NAME_ALPHABET,
     RCInfo,
-    RCPod,
     RCStatus,
     deletion_rank,
     generate_name,
@@ -24,13 +24,13 @@ def running(name, **kw):
     kw.setdefault("owner_uid", "rc-uid")
     kw.setdefault("phase", "Running")
     kw.setdefault("ready", True)
-    kw.setdefault("node_name", "n1")
-    return RCPod(f"uid-{name}", name, **kw)
+    kw.setdefault("node", "n1")
+    return pod_view(name, **kw)
 
 
 def test_scaled_1_to_3_to_1_as_successive_decisions():
     rng = random.Random(42)
-    pods = [running("web-aaaaa", creation_time=1)]
+    pods = [running("web-aaaaa", created=1)]
     d = manage_replication_controller(rc(1), pods, now=100, rng=rng)
     assert d.empty and d.status == RCStatus(1, 1, 1, 1, 1)
 
@@ -41,7 +41,7 @@ def test_scaled_1_to_3_to_1_as_successive_decisions():
         assert set(name[4:]) <= set(GENERATE_NAME_ALPHABET)
     assert d.status.replicas == 1 and d.status.observed_generation == 2
     # the created pods appear, newer than the first
-    pods += [running(n, creation_time=50 + i) for i, n in enumerate(d.create)]
+    pods += [running(n, created=50 + i) for i, n in enumerate(d.create)]
     d = manage_replication_controller(rc(3, generation=2), pods, now=100, rng=rng)
     assert d.empty and d.status.replicas == 3
 
@@ -88,14 +88,14 @@ def test_terminal_and_deleting_pods_do_not_count():
 
 def test_delete_ranking():
     pods = [
-        running("old-ready", creation_time=1, ready_since=2),
-        running("unassigned", node_name=None, phase="Pending", ready=False),
+        running("old-ready", created=1, ready_since=2),
+        running("unassigned", node=None, phase="Pending", ready=False),
         running("pending", phase="Pending", ready=False),
         running("unknown", phase="Unknown", ready=False),
         running("not-ready", ready=False),
-        running("restarty", creation_time=1, ready_since=2, restart_count=5),
-        running("new-ready", creation_time=9, ready_since=2),
-        running("just-ready", creation_time=1, ready_since=8),
+        running("restarty", created=1, ready_since=2, restart_count=5),
+        running("new-ready", created=9, ready_since=2),
+        running("just-ready", created=1, ready_since=8),
     ]
     order = [p.name for p in sorted(pods, key=deletion_rank)]
     assert order == ["unassigned", "pending", "unknown", "not-ready", "just-ready", "restarty", "new-ready",

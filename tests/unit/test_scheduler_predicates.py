@@ -1,7 +1,7 @@
 """Each scheduler predicate on its own: a node that fits, a node that does not, and the reason."""
 
 from gitkube.reconcile.scheduler import ContainerRequest as C
-from gitkube.reconcile.scheduler import NodeInfo, NodeUsage, PodInfo
+from gitkube.reconcile.scheduler import NodeInfo, NodeUsage, SchedulingRequest
 from gitkube.reconcile.scheduler import predicates as P
 
 GiB = 1 << 30
@@ -9,7 +9,7 @@ NODE = NodeInfo("n1", labels={"disk": "ssd", "zone": "a"}, cpu_millis=2000, memo
 
 
 def pod(uid="p", **kw):
-    return PodInfo(uid, name=uid, **kw)
+    return SchedulingRequest(uid, name=uid, **kw)
 
 
 def usage(*pods):

@@ -1,8 +1,7 @@
 """Services data plane decisions: stable ClusterIP/NodePort allocation, conflicts, proxy config and DNS hosts text."""
+from _pods import pod_view
 from gitkube.api import parse_object
 from gitkube.reconcile.endpoints import (
-    ContainerPortInfo,
-    EndpointPod,
     ServiceInfo,
     ServicePortInfo,
     compute_all_endpoints,
@@ -117,12 +116,12 @@ def _pods_and_endpoints(services):
     infos = [ServiceInfo("default", "web", {"app": "web"}, (ServicePortInfo(80, target_port="http"),)),
              ServiceInfo("default", "db", {"app": "db"}, (ServicePortInfo(6379),))]
     pods = [
-        EndpointPod("u1", "default", "web-1", {"app": "web"}, "198.18.111.5", "n1", True,
-                    container_ports=(ContainerPortInfo(8080, "http"),)),
-        EndpointPod("u2", "default", "web-2", {"app": "web"}, "198.18.112.3", "n2", True,
-                    container_ports=(ContainerPortInfo(8080, "http"),)),
-        EndpointPod("u3", "default", "web-3", {"app": "web"}, "198.18.113.9", "n3", False,  # not ready
-                    container_ports=(ContainerPortInfo(8080, "http"),)),
+        pod_view("web-1", uid="u1", labels={"app": "web"}, ip="198.18.111.5", node="n1", ready=True, phase="Running",
+                 ports=(("http", 8080),)),
+        pod_view("web-2", uid="u2", labels={"app": "web"}, ip="198.18.112.3", node="n2", ready=True, phase="Running",
+                 ports=(("http", 8080),)),
+        pod_view("web-3", uid="u3", labels={"app": "web"}, ip="198.18.113.9", node="n3", ready=False,  # not ready
+                 phase="Running", ports=(("http", 8080),)),
     ]
     return compute_all_endpoints(infos, pods)
 

@@ -34,7 +34,7 @@ from gitkube.reconcile.scheduler.types import (
     ContainerRequest,
     NodeInfo,
     NodeUsage,
-    PodInfo,
+    SchedulingRequest,
     ScheduleResult,
     failed_scheduling_message,
 )
@@ -44,7 +44,7 @@ __all__ = [
     "ContainerRequest",
     "NodeInfo",
     "NodeUsage",
-    "PodInfo",
+    "SchedulingRequest",
     "ScheduleResult",
     "Scheduler",
     "SchedulerConfig",
@@ -84,7 +84,7 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int) -> int:
 class ClusterState:
     """Per-node usage of the pods already bound; `bind` updates it as the scheduler decides."""
 
-    def __init__(self, bound_pods: Iterable[PodInfo] = ()) -> None:
+    def __init__(self, bound_pods: Iterable[SchedulingRequest] = ()) -> None:
         self.usage: dict[str, NodeUsage] = {}
         # For SelectorSpreadPriority without visiting every node: set of spread keys ->
         # {node: pods carrying exactly that set}, and spread key -> the sets containing it.
@@ -101,7 +101,7 @@ class ClusterState:
             u = self.usage[node_name] = NodeUsage()
         return u
 
-    def bind(self, pod: PodInfo, node_name: str) -> None:
+    def bind(self, pod: SchedulingRequest, node_name: str) -> None:
         """Account for `pod` running on `node_name`."""
         self.usage_of(node_name).add(pod)
         keys = pod.spread_keys
@@ -156,7 +156,7 @@ def _tiebreak(pod_crc: int, entry: _Entry) -> int:
     return zlib.crc32(entry.name_b, pod_crc)
 
 
-def _first_failure(predicates, pod: PodInfo, e: _Entry) -> list[str]:
+def _first_failure(predicates, pod: SchedulingRequest, e: _Entry) -> list[str]:
     """The reasons of the first predicate `e`'s node fails for `pod` (empty: it passes them all), as Kubernetes
     reports one reason per node."""
     for pred in predicates:
@@ -184,13 +184,15 @@ class Scheduler:
 
     # -- public API -------------------------------------------------------------------------
 
-    def schedule(self, pod: PodInfo, nodes: Sequence[NodeInfo], cluster_state: ClusterState) -> ScheduleResult:
+    def schedule(self, pod: SchedulingRequest, nodes: Sequence[NodeInfo],
+                 cluster_state: ClusterState) -> ScheduleResult:
         """The node for one pod given what is already bound (cluster_state is not modified)."""
         entries = self._entries(nodes, cluster_state)
         return self._schedule_one(pod, entries, {}, len(nodes), cluster_state)
 
     def schedule_all(
-        self, pending_pods: Sequence[PodInfo], nodes: Sequence[NodeInfo], bound_pods: Iterable[PodInfo] = ()
+        self, pending_pods: Sequence[SchedulingRequest], nodes: Sequence[NodeInfo],
+        bound_pods: Iterable[SchedulingRequest] = (),
     ) -> list[ScheduleResult]:
         """The node for each pending pod in order, each seeing the pods placed before it."""
         state = ClusterState(bound_pods)
@@ -219,7 +221,7 @@ class Scheduler:
             for n in nodes
         ]
 
-    def _candidates(self, pod: PodInfo, entries: list[_Entry], cache: dict) -> _Candidates:
+    def _candidates(self, pod: SchedulingRequest, entries: list[_Entry], cache: dict) -> _Candidates:
         key = (pod.node_name, frozenset(pod.node_selector.items()))
         c = cache.get(key)
         if c is None:
@@ -234,7 +236,7 @@ class Scheduler:
         return c
 
     def _schedule_one(
-        self, pod: PodInfo, all_entries: list[_Entry], cache: dict, num_nodes: int, state: ClusterState
+        self, pod: SchedulingRequest, all_entries: list[_Entry], cache: dict, num_nodes: int, state: ClusterState
     ) -> ScheduleResult:
         """One pod: filter (predicates, first failing one per node) then score (priorities) the sampled nodes.
         Over 60 lines: the hot loop of the scheduler, kept in one frame on purpose (bench_scheduler measures it;
@@ -323,9 +325,9 @@ class Scheduler:
 
 
 def schedule_naive(
-    pending_pods: Sequence[PodInfo],
+    pending_pods: Sequence[SchedulingRequest],
     nodes: Sequence[NodeInfo],
-    bound_pods: Iterable[PodInfo] = (),
+    bound_pods: Iterable[SchedulingRequest] = (),
     config: SchedulerConfig | None = None,
 ) -> list[ScheduleResult]:
     """The same decisions as `Scheduler.schedule_all` with every node scored, computed the slow, obvious way."""
@@ -339,7 +341,7 @@ def schedule_naive(
         P.pod_fits_host_ports,
         P.no_disk_conflict,
     ]
-    placed: list[PodInfo] = [p for p in bound_pods if p.node_name]
+    placed: list[SchedulingRequest] = [p for p in bound_pods if p.node_name]
     results = []
     for pod in pending_pods:
         # No incremental aggregates: each node's usage is rebuilt from every bound pod.
@@ -378,5 +380,5 @@ def schedule_naive(
     return results
 
 
-def _bound(pod: PodInfo, node_name: str) -> PodInfo:
+def _bound(pod: SchedulingRequest, node_name: str) -> SchedulingRequest:
     return replace(pod, node_name=node_name)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Mapping
 from gitkube.reconcile.scheduler.types import (
     NodeInfo,
     NodeUsage,
-    PodInfo,
+    SchedulingRequest,
     failed_scheduling_message,
 )
 
@@ -40,7 +40,7 @@ __all__ = [
     "failed_scheduling_message",
 ]
 
-Predicate = Callable[[PodInfo, NodeInfo, NodeUsage], tuple[str, ...]]
+Predicate = Callable[[SchedulingRequest, NodeInfo, NodeUsage], tuple[str, ...]]
 
 REASON_INSUFFICIENT_CPU = "Insufficient cpu"
 REASON_INSUFFICIENT_MEMORY = "Insufficient memory"
@@ -57,7 +57,7 @@ _OK: tuple[str, ...] = ()
 _WILDCARD = "0.0.0.0"
 
 
-def check_node_condition(pod: PodInfo, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
+def check_node_condition(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
     """CheckNodeCondition: the node is Ready and not cordoned (spec.unschedulable)."""
     if not node.ready:
         return (REASON_NOT_READY,)
@@ -66,14 +66,14 @@ def check_node_condition(pod: PodInfo, node: NodeInfo, usage: NodeUsage | None =
     return _OK
 
 
-def pod_fits_host(pod: PodInfo, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
+def pod_fits_host(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
     """PodFitsHost: a pod with spec.nodeName may only go to that node."""
     if pod.node_name and pod.node_name != node.name:
         return (REASON_NODE_NAME,)
     return _OK
 
 
-def pod_fits_host_ports(pod: PodInfo, node: NodeInfo, usage: NodeUsage) -> tuple[str, ...]:
+def pod_fits_host_ports(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage) -> tuple[str, ...]:
     """PodFitsHostPorts: no hostPort of the pod is already taken on the node.
 
     Same port and protocol conflict when the IPs are equal or either side is 0.0.0.0.
@@ -95,7 +95,7 @@ def _ports_conflict(wanted, used) -> bool:
     return False
 
 
-def pod_selector_matches(pod: PodInfo, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
+def pod_selector_matches(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
     """PodSelectorMatches: every key=value of spec.nodeSelector is a label of the node."""
     if pod.node_selector and not _labels_match(pod.node_selector, node.labels):
         return (REASON_NODE_SELECTOR,)
@@ -109,7 +109,7 @@ def _labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> boo
     return True
 
 
-def pod_fits_resources(pod: PodInfo, node: NodeInfo, usage: NodeUsage) -> tuple[str, ...]:
+def pod_fits_resources(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage) -> tuple[str, ...]:
     """PodFitsResources: pod count, cpu and memory requests fit in what the node has left.
 
     As in k8s, requests are the containers' requests as written (unset = 0) and every
@@ -125,7 +125,7 @@ def pod_fits_resources(pod: PodInfo, node: NodeInfo, usage: NodeUsage) -> tuple[
     return tuple(reasons)
 
 
-def no_disk_conflict(pod: PodInfo, node: NodeInfo, usage: NodeUsage) -> tuple[str, ...]:
+def no_disk_conflict(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage) -> tuple[str, ...]:
     """NoDiskConflict: no hostPath of the pod is used by another pod on the node unless both are read-only.
 
     The rule is k8s' rule for a GCE persistent disk applied to hostPath (k8s itself does not
@@ -151,7 +151,7 @@ def node_label_presence_predicate(labels: Iterable[str], presence: bool) -> Pred
     """A CheckNodeLabelPresence predicate configured with the labels and presence it requires."""
     labels = tuple(labels)
 
-    def predicate(pod: PodInfo, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
+    def predicate(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage | None = None) -> tuple[str, ...]:
         return _OK if check_node_label_presence(node, labels, presence) else (REASON_LABEL_PRESENCE,)
 
     predicate.__name__ = "CheckNodeLabelPresence"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from gitkube.reconcile.scheduler.types import MAX_PRIORITY, NodeInfo, NodeUsage, PodInfo
+from gitkube.reconcile.scheduler.types import MAX_PRIORITY, NodeInfo, NodeUsage, SchedulingRequest
 
 __all__ = [
     "least_requested_score",
@@ -28,7 +28,7 @@ def least_requested_score(requested: int, capacity: int) -> int:
     return ((capacity - requested) * MAX_PRIORITY) // capacity
 
 
-def least_requested_priority(pod: PodInfo, node: NodeInfo, usage: NodeUsage) -> int:
+def least_requested_priority(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage) -> int:
     """LeastRequestedPriority: favour the node with the most cpu and memory left (their integer mean)."""
     cpu = least_requested_score(usage.nz_cpu + pod.nonzero_cpu_millis, node.cpu_millis)
     mem = least_requested_score(usage.nz_mem + pod.nonzero_memory_bytes, node.memory_bytes)
@@ -40,7 +40,7 @@ def _fraction(requested: int, capacity: int) -> float:
     return requested / capacity if capacity > 0 else 1.0
 
 
-def balanced_resource_allocation(pod: PodInfo, node: NodeInfo, usage: NodeUsage) -> int:
+def balanced_resource_allocation(pod: SchedulingRequest, node: NodeInfo, usage: NodeUsage) -> int:
     """BalancedResourceAllocation: favour the node whose cpu and memory use stay closest in proportion."""
     cpu = _fraction(usage.nz_cpu + pod.nonzero_cpu_millis, node.cpu_millis)
     mem = _fraction(usage.nz_mem + pod.nonzero_memory_bytes, node.memory_bytes)
@@ -58,7 +58,7 @@ def selector_spread_scores(counts: Sequence[int]) -> list[int]:
     return [(MAX_PRIORITY * (top - c)) // top for c in counts]
 
 
-def selector_spread_priority(pod: PodInfo, usages: Sequence[NodeUsage]) -> list[int]:
+def selector_spread_priority(pod: SchedulingRequest, usages: Sequence[NodeUsage]) -> list[int]:
     """SelectorSpreadPriority: spread pods selected by the same RC or Service over the given nodes."""
     return selector_spread_scores([u.spread_count(pod.spread_keys) for u in usages])
 
