@@ -6,7 +6,7 @@ Run (root): python bench/bench_usage.py [--pods 300] [--passes 5] [--sandbox-id 
 1. `--pods` pods (one `sleep` container each, spread by the scheduler) brought up by in-process controller passes.
 2. In-process, with the controller's fleet (one SSH connection per node): samples as `serve` takes them
    (gitkube.controller.usage.UsageSampler: per node one list call + one one-shot stats call per running container,
-   infra containers skipped), at stats concurrency 1, 4 (the default) and 8: Docker calls per node and wall time
+   infra containers skipped), at stats concurrency 4, 16 (the default) and 32: Docker calls per node and wall time
    per sample. The Engine API has no bulk stats endpoint, so the calls grow with the containers.
 3. No-op passes timed with sampling off, then with a sampler running back to back in a thread (the worst case:
    `serve` samples every 15 s, a sample takes a fraction of that), then off again; the ratio of the mean pass
@@ -100,7 +100,7 @@ def main() -> int:
                 print(f"{running}/{args.pods} pods Running on 3 nodes after {time.monotonic() - t:.0f} s of passes "
                       "(in-process controller: its connections outlive a slow node)")
                 print("one usage sample of every node (list + one-shot stats per running container, infra skipped):")
-                for conc in (1, 4, 8):
+                for conc in (4, 16, 32):
                     r = sample_costs(ctrl, conc)
                     for i, (wall, calls, pods, complete) in enumerate(r["samples"]):
                         print(f"  concurrency {conc} sample {i + 1}: {wall:6.2f} s wall; Docker calls per node "
@@ -119,7 +119,9 @@ def main() -> int:
                 th = threading.Thread(target=loop, daemon=True)
                 th.start()
                 time.sleep(0.5)
-                on = timed_passes(ctrl, args.passes)
+                on, t_on = [], time.monotonic()
+                while (count[0] < 2 or len(on) < args.passes) and time.monotonic() - t_on < 120 and len(on) < 200:
+                    on += timed_passes(ctrl, 1)  # passes while at least two whole samples run beside them (bounded)
                 stop.set()
                 th.join(timeout=120)
                 off2 = timed_passes(ctrl, args.passes)
