@@ -37,21 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def gk(state: Path, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "gitkube", "--state-dir", str(state), *args], capture_output=True,
-                       text=True, timeout=timeout, cwd=ROOT)
-    if check and r.returncode != 0:
-        raise SystemExit(f"gitkube {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
-    return r
-
-
-def git(cwd: Path, *args: str) -> str:
-    r = subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=cwd,
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise SystemExit(f"git {args}: {r.stderr}")
-    return r.stdout.strip()
+from bench._cli import git, gk  # noqa: E402
 
 
 def pod_spec() -> dict:

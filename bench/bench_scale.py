@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,21 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def gk(state: Path, *args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "gitkube", "--state-dir", str(state), *args], capture_output=True,
-                       text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise SystemExit(f"gitkube {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
-    return r
-
-
-def git(cwd: Path, *args: str) -> str:
-    r = subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=cwd,
-                       capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise SystemExit(f"git {args}: {r.stderr}")
-    return r.stdout.strip()
+from bench._cli import git, gk  # noqa: E402
 
 
 def pods_yaml(nodes: int, per_node: int, prefix: str) -> str:

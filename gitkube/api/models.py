@@ -428,13 +428,8 @@ class ReplicaSetSpec(K8sModel):
     template: PodTemplateSpec
 
 
-class ReplicaSetStatus(K8sModel):
-    replicas: Int = 0
-    fullyLabeledReplicas: Int | None = None
-    readyReplicas: Int | None = None
-    availableReplicas: Int | None = None
-    observedGeneration: Int | None = None
-    conditions: tuple[ReplicationControllerCondition, ...] | None = None
+class ReplicaSetStatus(ReplicationControllerStatus):
+    """apps/v1 ReplicaSetStatus: the same fields as ReplicationControllerStatus."""
 
 
 class ReplicaSet(K8sModel):

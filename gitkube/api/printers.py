@@ -607,6 +607,16 @@ def describe_pod(pod: Mapping, events: Sequence[Mapping] = (), now: datetime | N
     return page.text()
 
 
+def _template_lines(page: "_Page", tmpl: Mapping) -> None:
+    """The `Pod Template:` block of a controller's description: labels, containers, volumes."""
+    page.add(0, "Pod Template:")
+    page.labels(1, "Labels", (tmpl.get("metadata") or {}).get("labels"))
+    page.add(1, "Containers:")
+    for c in (tmpl.get("spec") or {}).get("containers") or []:
+        _container_lines(page, c, None, level=2)
+    _volume_lines(page, (tmpl.get("spec") or {}).get("volumes") or [], level=1)
+
+
 def describe_rc(rc: Mapping, pods: Sequence[Mapping] = (), events: Sequence[Mapping] = (),
                 now: datetime | None = None) -> str:
     """Renders `describe rc`: selector, replicas, pod phases, the pod template, events."""
@@ -621,13 +631,7 @@ def describe_rc(rc: Mapping, pods: Sequence[Mapping] = (), events: Sequence[Mapp
     phases = [PodView(p).phase for p in pods]
     page.add(0, "Pods Status:", f"{phases.count('Running')} Running / {phases.count('Pending')} Waiting / "
              f"{phases.count('Succeeded')} Succeeded / {phases.count('Failed')} Failed")
-    tmpl = sp.get("template") or {}
-    page.add(0, "Pod Template:")
-    page.labels(1, "Labels", (tmpl.get("metadata") or {}).get("labels"))
-    page.add(1, "Containers:")
-    for c in (tmpl.get("spec") or {}).get("containers") or []:
-        _container_lines(page, c, None, level=2)
-    _volume_lines(page, (tmpl.get("spec") or {}).get("volumes") or [], level=1)
+    _template_lines(page, sp.get("template") or {})
     _events_section(page, events, now)
     return page.text()
 
@@ -657,13 +661,7 @@ def describe_deployment(d: Mapping, replicasets: Sequence[Mapping] = (), events:
     else:
         page.add(0, "Replicas:", f"{st.get('replicas', 0)} current / {sp.get('replicas', 1)} desired")
         page.add(0, "Controlled By:", _controlled_by(d) or NONE)
-    tmpl = sp.get("template") or {}
-    page.add(0, "Pod Template:")
-    page.labels(1, "Labels", (tmpl.get("metadata") or {}).get("labels"))
-    page.add(1, "Containers:")
-    for c in (tmpl.get("spec") or {}).get("containers") or []:
-        _container_lines(page, c, None, level=2)
-    _volume_lines(page, (tmpl.get("spec") or {}).get("volumes") or [], level=1)
+    _template_lines(page, sp.get("template") or {})
     if st.get("conditions"):
         page.add(0, "Conditions:")
         page.add(1, "Type", "Status", "Reason")

@@ -1,0 +1,26 @@
+"""What the benches share: `gitkube` and `git` as subprocesses. `gk` runs in the state dir's parent (a temp dir),
+so no bench picks up the checkout's ./inventory.yaml by accident: each passes its inventory explicitly."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def gk(state: Path, *args: str, timeout: float = 600, check: bool = True,
+       env: dict | None = None) -> subprocess.CompletedProcess:
+    """`gitkube --state-dir STATE ARGS...` with this interpreter; exits the bench with its stderr when it fails."""
+    r = subprocess.run([sys.executable, "-m", "gitkube", "--state-dir", str(state), *args], capture_output=True,
+                       text=True, timeout=timeout, cwd=Path(state).parent, env=env)
+    if check and r.returncode != 0:
+        raise SystemExit(f"gitkube {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return r
+
+
+def git(cwd: Path, *args: str) -> str:
+    """`git ARGS...` in `cwd` as the bench's author; its stdout, stripped."""
+    r = subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=cwd,
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise SystemExit(f"git {args}: {r.stderr}")
+    return r.stdout.strip()
