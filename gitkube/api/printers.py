@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
-from gitkube.api.views import PodView, parse_time
+from gitkube.api.views import NodeView, PodView, parse_time
 from gitkube.api import resources as _res
 from gitkube.api.config import redact, redacted_size
 
@@ -171,8 +171,7 @@ def pod_status_reason(pod: Mapping) -> str:
         elif cs.get("ready") and state.get("running") is not None:
             has_running = True
     if reason == "Completed" and has_running:
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        reason = "Running" if ready else "NotReady"
+        reason = "Running" if PodView(pod).ready else "NotReady"
     if _meta(pod).get("deletionTimestamp"):
         reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
     return reason
@@ -216,9 +215,8 @@ def _svc_ports(svc: Mapping) -> str:
 
 
 def _node_status(node: Mapping) -> str:
-    conds = (node.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conds if c.get("type") == "Ready"), None)
-    text = "Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")
+    ready = NodeView(node).condition("Ready")  # {} when the node has none
+    text = "Unknown" if not ready else ("Ready" if ready.get("status") == "True" else "NotReady")
     if (node.get("spec") or {}).get("unschedulable"):
         text += ",SchedulingDisabled"
     return text

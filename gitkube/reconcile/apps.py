@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 
 from gitkube.api.labels import Requirement, Selector
 from gitkube.reconcile import deployment as dep
-from gitkube.api.views import PodView, iso, parse_time
+from gitkube.api.views import ObjectView, PodView, iso, parse_time
 
 TemplateInputs = Callable[[dict], Sequence]
 
@@ -64,12 +64,12 @@ def pod_counts(pods: Sequence[Mapping], min_ready_seconds: int, now: float) -> t
 def template_hash(d: Mapping, template_inputs: TemplateInputs | None = None) -> str:
     spec = d.get("spec") or {}
     extra = list(template_inputs(dict(d))) if template_inputs else []
-    return dep.pod_template_hash(spec.get("template") or {}, extra, (d.get("status") or {}).get("collisionCount") or 0)
+    return dep.pod_template_hash(spec.get("template") or {}, extra, ObjectView(d).status.get("collisionCount") or 0)
 
 
 def _conditions(d: Mapping) -> tuple[dep.Condition, ...]:
     out = []
-    for c in (d.get("status") or {}).get("conditions") or []:
+    for c in ObjectView(d).conditions:
         out.append(dep.Condition(c.get("type", ""), c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""),
                                  parse_time(c.get("lastUpdateTime")) or 0.0, parse_time(c.get("lastTransitionTime")) or 0.0))
     return tuple(out)
@@ -81,7 +81,7 @@ def deployment_view(d: Mapping, git_commit: str | None, template_inputs: Templat
     st = spec.get("strategy") or {}
     ru = st.get("rollingUpdate") or {}
     ann = _meta(d).get("annotations") or {}
-    last = {k: v for k, v in (d.get("status") or {}).items() if isinstance(v, int)}
+    last = {k: v for k, v in ObjectView(d).status.items() if isinstance(v, int)}
     return dep.DeploymentView(
         name=_meta(d)["name"], generation=_meta(d).get("generation", 1), replicas=spec.get("replicas", 1),
         template_hash=template_hash(d, template_inputs), strategy=st.get("type", "RollingUpdate"),
@@ -207,7 +207,7 @@ def _plan_one(plan: AppsPlan, d: dict, rss: list[dict], pods_by_owner: dict, now
         live_rs.pop((ns, n), None)
     status = dict(decision.status)
     status["conditions"] = [condition_json(c) for c in sorted(decision.conditions, key=lambda c: c.type)]
-    if (d.get("status") or {}).get("collisionCount") is not None:
+    if ObjectView(d).status.get("collisionCount") is not None:
         status["collisionCount"] = d["status"]["collisionCount"]
     plan.deployment_status[(ns, name)] = status
     plan.deployment_revision[(ns, name)] = str(decision.revision)

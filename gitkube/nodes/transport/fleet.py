@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from gitkube.api.views import find_condition
 from gitkube.nodes.transport.docker_api import DockerUnavailable, NodeDocker
 from gitkube.nodes.inventory import NodeConfig
 from gitkube.nodes.transport.ssh import HostKeyError, SSHConnection, SSHError
@@ -234,7 +235,7 @@ def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | Non
             if v is not None:
                 capacity[k] = str(v)
     status = ready_override or ("True" if probe and probe.ok else "False" if probe else "Unknown")
-    prev_ready = next((c for c in prev_status.get("conditions", []) if c.get("type") == "Ready"), {})
+    prev_ready = find_condition(prev_status, "Ready")
     transition = prev_ready.get("lastTransitionTime") if prev_ready.get("status") == status else now
     reason = probe.reason if probe else "NodeStatusUnknown"
     message = probe.message if probe else "gitkube has not probed this node yet"
