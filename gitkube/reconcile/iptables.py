@@ -84,9 +84,11 @@ def _probability(i: int, n: int) -> str:
 
 
 def render_iptables(services: Iterable[ProxyService], endpoints: Mapping[tuple[str, str], Endpoints],
-                    pod_bridge: str = POD_BRIDGE) -> str:
+                    pod_bridge: str = POD_BRIDGE, record: str = "") -> str:
     """The `iptables-restore --noflush` text of gitkube's nat and filter chains for these Services and their ready
-    endpoints; its first line carries a tag of the rest, which the node reports once it is in effect."""
+    endpoints; its first line carries a tag of the rest, which the node reports once it is in effect. `record`
+    (comment lines: the Services' allocation record) goes after that line, inside the tag: the rules file on every
+    node then keeps the ClusterIPs and NodePorts for a rebuild, as HAProxy's configuration does in that mode."""
     ports = _ports(services, endpoints)
     chains = ["GK-SERVICES", "GK-NODEPORTS", "GK-POSTROUTING", "GK-MARK-MASQ"]
     rules = [
@@ -125,7 +127,7 @@ def render_iptables(services: Iterable[ProxyService], endpoints: Mapping[tuple[s
             f"-A GK-FORWARD -m mark --mark {MASQ_MARK} -j ACCEPT",
             "-A GK-FORWARD -m conntrack --ctstate DNAT -j ACCEPT",
             "COMMIT"]
-    body = "\n".join(nat + filt) + "\n"
+    body = record + "\n".join(nat + filt) + "\n"
     return f"# gitkube-rules {rules_tag(body)}\n{body}"
 
 

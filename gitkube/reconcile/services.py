@@ -410,7 +410,7 @@ def plan_dataplane(
 
     return DataPlane(alloc, tuple(ps), ips, dns_ip, render_haproxy(ps, endpoints) + allocation_record(alloc),
                      render_hosts(ps, endpoints, domain), env_services(ps),
-                     render_iptables(ps, endpoints))
+                     render_iptables(ps, endpoints, record=allocation_record(alloc)))
 
 
 ALLOCATION_MARK = "# gitkube-allocation "

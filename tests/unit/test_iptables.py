@@ -96,3 +96,17 @@ def test_rules_are_deterministic_and_tagged_by_content():
 def test_no_services_still_declares_the_base_chains():
     text = render_iptables([], {})
     assert ":GK-SERVICES - [0:0]" in text and ":GK-FORWARD - [0:0]" in text and "-j DNAT" not in text
+
+
+def test_rules_carry_the_allocation_record_for_a_rebuild():
+    from gitkube.reconcile.services import parse_allocation_record
+
+    dp = plan([WEB], [WEB_INFO], pods("web", 2))
+    rec = parse_allocation_record(dp.iptables_rules)
+    assert rec is not None and rec.cluster_ips == dp.allocation.cluster_ips and rec.node_ports == dp.allocation.node_ports
+    assert rec.node_ports == {"default/web:80": 30080} or 30080 in rec.node_ports.values()
+    # The record is inside the tag (a new allocation is a new file) and iptables never sees it (comment lines).
+    first, rest = dp.iptables_rules.split("\n", 1)
+    assert first == f"# gitkube-rules {rules_tag(rest)}" and rest.startswith("# gitkube-allocation ")
+    # No Service: the record still says so (a rebuild then knows the node's rules were read).
+    assert parse_allocation_record(plan([], [], []).iptables_rules) is not None
