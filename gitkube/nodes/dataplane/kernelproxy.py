@@ -4,10 +4,11 @@ that `gitkube.reconcile.iptables` renders, with no userspace hop.
 The rules are applied by a long-lived host-network container with NET_ADMIN and NET_RAW running Debian's
 xtables-nft-multi (the NET_ADMIN path of `netprep`, kept running). Its /run/gk is a directory of the node
 (`~/.gitkube/kube-proxy/<token>` of the SSH user, named in the container's label): a new rules file is written
-there over SFTP, SIGHUP makes the container apply it in one `iptables-restore --noflush` transaction, and it
-writes the file's tag and iptables' exit code to `status`, read back over SFTP until the new tag shows.
+there over SFTP, a line written to the FIFO `trigger` there (SIGHUP as the fallback) makes the container apply it
+in one `iptables-restore --noflush` transaction, and it writes the file's tag and iptables' exit code to
+`status`, read back over SFTP until the new tag shows.
 Measured here under load: a short-lived container per change took 0.3-0.5 s, `docker exec` 0.13-0.25 s,
-put_archive/get_archive 0.12-0.3 s each; SFTP writes and reads and a kill call take a few ms each.
+put_archive/get_archive 0.12-0.3 s each, a Docker kill call 30-80 ms; SFTP writes and reads take a few ms each.
 Removing the rules (leaving the mode, or the fleet) is a one-shot container running the image's teardown.
 """
 from __future__ import annotations
@@ -50,9 +51,14 @@ def write_rules(h: NodeHandle, directory: str, text: str) -> None:
 
 
 def reload_rules(h: NodeHandle, cid: str, directory: str, text: str) -> None:
-    """Write new rules and signal the proxy to apply them (in one transaction)."""
+    """Write new rules and tell the proxy to apply them (in one transaction): a line to its trigger FIFO, over the
+    same SFTP session (SIGHUP, a Docker call, is the fallback when the new rules do not show)."""
     write_rules(h, directory, text)
-    h.docker.kill(cid, "SIGHUP")
+    try:
+        h.ssh.append_file(f"{directory}/trigger", b"rules\n")
+    except Exception as e:  # noqa: BLE001 - the signal does the same, slower
+        log.info("node %s: writing the kernel proxy's trigger failed (%s); signalling it", h.name, e)
+        h.docker.kill(cid, "SIGHUP")
 
 
 def applied(h: NodeHandle, directory: str) -> tuple[str, int] | None:
@@ -77,7 +83,7 @@ def await_rules(h: NodeHandle, cid: str, directory: str, want: str) -> str | Non
             h.docker.restart(cid, timeout=1)
         deadline = time.monotonic() + APPLY_SECONDS * (2 if attempt == "restarted" else 1)
         seen = None
-        pause = 0.002
+        start = time.monotonic()
         while time.monotonic() < deadline:
             seen = applied(h, directory)
             if seen is not None and seen[0] == want:
@@ -86,8 +92,8 @@ def await_rules(h: NodeHandle, cid: str, directory: str, want: str) -> str | Non
                     raise KernelProxyError(f"node {h.name}: iptables-restore refused the rules (exit {seen[1]}): "
                                            f"{err[-800:]}")
                 return attempt or None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+            # An apply takes 10-50 ms: look every 3 ms at first (a read costs ~1 ms), then every 20 ms.
+            time.sleep(0.003 if time.monotonic() - start < 0.25 else 0.02)
     raise KernelProxyError(f"node {h.name}: the kernel proxy does not report the new rules {want!r} (it reports "
                            f"{seen!r}) even after a restart")
 

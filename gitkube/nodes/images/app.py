@@ -10,7 +10,7 @@ from gitkube.nodes.images.archive import ImageArchive, ImageBuildError, RootFS, 
 
 HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
-IPTABLES_IMAGE = "gitkube/iptables:2"
+IPTABLES_IMAGE = "gitkube/iptables:3"
 REDIS_IMAGE = "gitkube/redis:7"
 FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
 FRONTEND_V2_IMAGE = "gitkube/guestbook-frontend:v2"
@@ -77,14 +77,21 @@ def dnsmasq_image() -> ImageArchive:
     })
 
 
-# The kernel proxy (Services by iptables, nft backend as the nodes' own iptables): PID 1 applies /run/gk/rules at
-# start and on every SIGHUP, and reports "<tag> <exit code>" in /run/gk/status (what iptables said: /run/gk/error).
-# /run/gk is a node directory bound in (gitkube.nodes.dataplane.kernelproxy), written and read over SFTP.
+# The kernel proxy (Services by iptables, nft backend as the nodes' own iptables): a reader applies /run/gk/rules
+# for every line written to the FIFO /run/gk/trigger (at start, on SIGHUP, and whenever the controller writes one
+# over SFTP: a few ms, where a Docker kill call over SSH took 30-80 ms), one apply at a time, and reports "<tag>
+# <exit code>" in /run/gk/status (what iptables said: /run/gk/error). /run/gk is a node directory bound in
+# (gitkube.nodes.dataplane.kernelproxy); the FIFO is owned by that directory's owner (the SSH user). Both ends
+# hold it open read-write, so no open ever blocks and a line written before the reader reads it is kept.
 KERNEL_PROXY_LOOP = b"""\
-trap 'sh /gk/apply' HUP
+trap 'echo hup >&3' HUP
 trap 'exit 0' TERM INT
 mkdir -p /run/gk
-[ -f /run/gk/rules ] && sh /gk/apply
+rm -f /run/gk/trigger
+mkfifo -m 600 /run/gk/trigger && chown "$(stat -c %u:%g /run/gk)" /run/gk/trigger
+exec 3<>/run/gk/trigger
+( while read -r why <&3; do [ -f /run/gk/rules ] && sh /gk/apply "$why"; done ) &
+echo start >&3
 while :; do
   sleep 2147483647 & pid=$!
   wait $pid
@@ -92,46 +99,64 @@ while :; do
 done
 """
 
-# One iptables-restore transaction: gitkube's chains replaced whole (declaring a chain flushes it), the GK-
-# chains the new rules no longer declare flushed and deleted; then missing jumps into them inserted first in
+# One iptables-restore transaction for what changed, as kube-proxy's (each table's commit costs ~15 ms on a busy
+# node, whatever its size). A copy of `rules` is applied (the controller may replace the file meanwhile): a chain
+# is rewritten (declared, so flushed, then filled) when its rules differ from the copy applied last (`applied`),
+# or the node lacks it or holds another number of rules in it; chains the new rules no longer declare are flushed
+# and deleted; an unchanged table is left out, and so is an empty transaction. At start and on SIGHUP (argument
+# other than `rules`) every chain is rewritten. Then missing jumps into gitkube's chains are inserted first in
 # place. Three processes (iptables-save, awk, iptables-restore): each one costs on a busy node.
 KERNEL_PROXY_APPLY = b"""\
 cd /run/gk || exit 1
-read -r _ _ tag < rules
+cp rules current || exit 1
+read -r _ _ tag < current
+[ "$1" = rules ] && [ -f applied ] && full=0 || full=1
+[ -f applied ] || : > applied
 : > missing
 iptables-save > saved 2> error
-awk -v missing=/run/gk/missing '
+awk -v full=$full -v missing=/run/gk/missing '
 FILENAME == "saved" {
   if ($0 ~ /^\\*/) { t = substr($0, 2); next }
-  if ($0 ~ /^:GK-/) { split($0, a, " "); have[t, substr(a[1], 2)] = 1 }
-  if ($0 ~ /^-A /) rule[t, $0] = 1
+  if ($0 ~ /^:GK-/) { split($0, a, " "); c = substr(a[1], 2); have[t, c] = 1; had[t] = had[t] " " c }
+  if ($0 ~ /^-A /) { rule[t, $0] = 1; count[t, $2]++ }
   next
 }
-FILENAME == "rules" {
+FILENAME == "applied" {
+  if ($0 ~ /^\\*/) { t = substr($0, 2); next }
+  if ($0 ~ /^-A /) old[t, $2] = old[t, $2] $0 "\\n"
+  next
+}
+FILENAME == "current" {
   if ($0 ~ /^\\*/) { t = substr($0, 2); order[++n] = t; next }
-  if ($0 == "COMMIT" || $0 ~ /^#/) next
-  if ($0 ~ /^:GK-/) { split($0, a, " "); want[t, substr(a[1], 2)] = 1 }
-  body[t] = body[t] $0 "\\n"
+  if ($0 ~ /^:GK-/) { split($0, a, " "); c = substr(a[1], 2); want[t, c] = 1; chains[t] = chains[t] " " c }
+  if ($0 ~ /^-A /) { new[t, $2] = new[t, $2] $0 "\\n"; num[t, $2]++ }
   next
 }
 { if (!(($1, "-A " $2 " -j " $3) in rule)) print $1, $2, $3 > missing }
 END {
   for (i = 1; i <= n; i++) {
-    t = order[i]
-    printf "*%s\\n", t
-    for (k in have) { split(k, p, SUBSEP); if (p[1] == t && !((t, p[2]) in want)) printf ":%s - [0:0]\\n", p[2] }
-    printf "%s", body[t]
-    for (k in have) { split(k, p, SUBSEP); if (p[1] == t && !((t, p[2]) in want)) printf "-X %s\\n", p[2] }
-    print "COMMIT"
+    t = order[i]; decl = ""; body = ""; gone = ""
+    m = split(chains[t], cs, " ")
+    for (j = 1; j <= m; j++) {
+      c = cs[j]
+      if (full || !((t, c) in have) || new[t, c] != old[t, c] || count[t, c] + 0 != num[t, c] + 0) {
+        decl = decl ":" c " - [0:0]\\n"; body = body new[t, c]
+      }
+    }
+    m = split(had[t], cs, " ")
+    for (j = 1; j <= m; j++)
+      if (!((t, cs[j]) in want)) { decl = decl ":" cs[j] " - [0:0]\\n"; gone = gone "-X " cs[j] "\\n" }
+    if (decl != "") printf "*%s\\n%s%s%sCOMMIT\\n", t, decl, body, gone
   }
-}' saved rules /gk/jumps > input
-iptables-restore --noflush < input > error 2>&1
-rc=$?
+}' saved applied current /gk/jumps > input
+rc=0
+[ -s input ] && { iptables-restore --noflush < input > error 2>&1; rc=$?; }
 if [ $rc = 0 ] && [ -s missing ]; then
   while read t c g; do
     iptables -t $t -I $c 1 -j $g >> error 2>&1 || rc=$?
   done < missing
 fi
+if [ $rc = 0 ]; then mv current applied; else rm -f applied; fi
 echo "$tag $rc" > status
 """
 
@@ -152,7 +177,7 @@ echo done
 
 
 def iptables_image() -> ImageArchive:
-    """`gitkube/iptables:2`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
+    """`gitkube/iptables:3`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
     extensions the kernel proxy uses, and its apply loop."""
     from gitkube.reconcile.iptables import JUMPS
 

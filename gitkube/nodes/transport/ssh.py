@@ -297,6 +297,15 @@ class SSHConnection:
 
         self._file_op(f"write {path}", put)
 
+    def append_file(self, path: str, data: bytes) -> None:
+        """Append `data` to `path` in one write (created if missing). Opened read-write and in append mode: on a FIFO
+        the open never blocks (Linux) and the server does not seek, so a line reaches the FIFO's reader."""
+        def put(sftp):
+            with sftp.open(path, "a+") as f:
+                f.write(data)
+
+        self._file_op(f"append to {path}", put)
+
     def read_file(self, path: str) -> bytes | None:
         """The content of the file at `path` (None when there is none)."""
         def get(sftp):
