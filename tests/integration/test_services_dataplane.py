@@ -227,9 +227,28 @@ def test_reload_the_master_never_made_is_noticed_and_the_proxy_restarted(dp):
     assert dp.sync(ready=ready - {f"{TEST}-web-n1"})["n2"] == {}
 
 
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants (host pids, from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def test_rules_never_applied_are_noticed_and_the_kernel_proxy_restarted(dp):
-    """An iptables change is checked, not assumed: n2's kernel proxy is frozen, so its SIGHUPs are never acted on;
-    connections made meanwhile still reach the endpoints of the rules in the kernel."""
+    """An iptables change is checked, not assumed: n2's kernel proxy is frozen (its PID 1 and the FIFO's reader), so
+    neither its trigger line nor its SIGHUPs are acted on; connections made meanwhile still reach the endpoints of
+    the rules in the kernel."""
     if dp.mode != "iptables":
         pytest.skip("the kernel proxy's apply check")
     from gitkube.nodes.dataplane.kernelproxy import DIR_LABEL, applied
@@ -238,15 +257,18 @@ def test_rules_never_applied_are_noticed_and_the_kernel_proxy_restarted(dp):
     h = dp.fleet.nodes["n2"]
     (c,) = h.docker.call(h.docker.api.containers, filters={"name": "gitkube-kube-proxy"})
     before = applied(h, c["Labels"][DIR_LABEL])
-    pid = int(dp.sb.docker("n2", "inspect", "-f", "{{.State.Pid}}", "gitkube-kube-proxy").stdout)
-    os.kill(pid, signal.SIGSTOP)
+    pids = _tree(int(dp.sb.docker("n2", "inspect", "-f", "{{.State.Pid}}", "gitkube-kube-proxy").stdout))
+    assert len(pids) >= 2, pids  # PID 1 and the trigger's reader (a subshell)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     try:
         res = dp.sync(ready=ready - {f"{TEST}-web-n1"})
     finally:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass  # restarted, as it should have been
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # restarted, as it should have been
     assert res["n1"].get("kube-proxy") == "reloaded" and res["n3"].get("kube-proxy") == "reloaded", res
     assert res["n2"].get("kube-proxy") == "restarted", res
     after = applied(h, c["Labels"][DIR_LABEL])
