@@ -141,6 +141,14 @@ def _last_container_status(work: PodWork, name: str) -> dict:
     return {}
 
 
+def was_ready(work: PodWork, name: str, container_id: str) -> bool:
+    """Whether the stored status says this very container instance was ready: what its readiness is until a probe
+    of this process says otherwise. A controller that restarts (or a one-shot `apply`) then keeps a ready pod in its
+    Service's endpoints instead of dropping it until its first probe; a new instance starts unready."""
+    last = _last_container_status(work, name)
+    return bool(last.get("ready")) and last.get("containerID") == f"docker://{container_id}"
+
+
 def _had_run(last: dict) -> bool:
     """Whether a container's last known status shows it ran (now gone from the node) rather than never started."""
     st = last.get("state") or {}
@@ -341,7 +349,7 @@ def _container_status(w: PodWork, c, attempts: list[ObservedContainer], now: flo
     if latest.running:
         cs["state"] = {"running": {"startedAt": iso(parse_time(latest.started_at))}}
         cs["started"] = True
-        cs["ready"] = bool(ready.get((w.uid, c.name), c.readinessProbe is None))
+        cs["ready"] = bool(ready.get((w.uid, c.name), c.readinessProbe is None or was_ready(w, c.name, latest.id)))
         if previous is not None and not previous.running:
             cs["lastState"] = {"terminated": _terminated(previous)}
         return cs, "running"

@@ -78,13 +78,17 @@ def _first_tick_after(created_at: float, period: int, t: float) -> float:
     return created_at + k * period
 
 
-def start_worker(kind: Kind, probe: Probe | None, container_id: str, started_at: float, now: float) -> ProbeState:
-    """A fresh worker for a running container: first probe now, or at the first tick past initialDelaySeconds."""
+def start_worker(kind: Kind, probe: Probe | None, container_id: str, started_at: float, now: float,
+                 was_ready: bool = False) -> ProbeState:
+    """A fresh worker for a running container: first probe now, or at the first tick past initialDelaySeconds.
+    `was_ready`: the stored status says this container instance was ready (a restarted controller's first look at
+    it): readiness starts from that, not from False, and the usual failureThreshold is needed to drop it."""
     if probe is None:
         return ProbeState(kind, container_id, None, started_at, now, result=True)
     timing = ProbeTiming.of(kind, probe)
     first = _first_tick_at_or_after(now, timing.period, max(now, started_at + timing.initial_delay))
-    return ProbeState(kind, container_id, timing, started_at, now, result=kind == LIVENESS, next_due=first)
+    return ProbeState(kind, container_id, timing, started_at, now, result=kind == LIVENESS or was_ready,
+                      next_due=first)
 
 
 def for_container(st: ProbeState, probe: Probe | None, container_id: str, started_at: float, now: float) -> ProbeState:

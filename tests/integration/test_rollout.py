@@ -298,6 +298,15 @@ def test_apply_wait_follows_rollouts_and_fails_past_the_deadline(web):
     d = web.get("deploy", "web")
     assert d["status"]["updatedReplicas"] == 3 and d["status"]["availableReplicas"] == 3, (r.stderr, d["status"])
     assert d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
+    # A fresh process's pass (no probe result of its own yet) keeps the ready pods Ready and in the endpoints.
+    web.gk("apply", *web.src(), timeout=200)
+    pods = [p for p in web.get("pods").get("items") if p["metadata"]["labels"].get("app") == "rollout-web"]
+    ready = [p["metadata"]["name"] for p in pods
+             if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+    assert len(pods) == 3 and len(ready) == 3, [(p["metadata"]["name"], p["status"].get("conditions")) for p in pods]
+    subsets = web.get("endpoints", "web").get("subsets") or []
+    assert sum(len(s.get("addresses") or []) for s in subsets) == 3 and not any(s.get("notReadyAddresses")
+                                                                               for s in subsets), subsets
     web.commit({"web.yaml": dump(SERVICE, deployment("v3", probe_path="/no-such-page", deadline=6))}, "broken v3")
     r = web.gk("apply", *web.src(), "--wait", "--timeout", "120", check=False, timeout=200)
     assert r.returncode == 1 and "exceeded its progress deadline" in r.stderr, r.stderr[-2000:]

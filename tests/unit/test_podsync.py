@@ -168,6 +168,24 @@ def test_running_pod_is_ready_with_ip_conditions_and_start_time():
     assert st["startTime"] == ts(T0 - 100)
 
 
+def test_readiness_until_a_probe_of_this_process_is_the_stored_one_of_the_same_container():
+    """A restarted controller (or a one-shot apply) has no probe result yet: a container the stored status showed
+    ready stays ready (no endpoint dropped); a new instance of it starts unready; a probe result wins."""
+    def probed(last_status):
+        pod = parse_object({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox", "readinessProbe":
+                                                                        {"httpGet": {"path": "/", "port": 80}}}]}})
+        return PodWork(pod, UID, last_status=last_status)
+
+    w = probed({"containerStatuses": [{"name": "c", "ready": True, "containerID": "docker://c-0"}]})
+    ready = lambda st: st["containerStatuses"][0]["ready"]  # noqa: E731
+    assert ready(pod_status(w, group([infra(), app(w)]).get(UID, {}), T0, "198.18.6.11", {}))
+    assert not ready(pod_status(w, group([infra(), app(w, restart=1)]).get(UID, {}), T0, "198.18.6.11", {}))
+    assert not ready(pod_status(w, group([infra(), app(w)]).get(UID, {}), T0, "198.18.6.11", {(UID, "c"): False}))
+    unready = probed({"containerStatuses": [{"name": "c", "ready": False, "containerID": "docker://c-0"}]})
+    assert not ready(pod_status(unready, group([infra(), app(unready)]).get(UID, {}), T0, "198.18.6.11", {}))
+
+
 @pytest.mark.parametrize("policy,codes,phase", [
     ("Never", (1,), "Failed"), ("Never", (0,), "Succeeded"), ("OnFailure", (0,), "Succeeded"),
     ("Never", (0, 1), "Failed"), ("Never", (0, 0), "Succeeded"),

@@ -138,3 +138,14 @@ def test_replay_sequence():
 
 def test_http_success_range():
     assert [pr.http_success(c) for c in (199, 200, 302, 399, 400, 404, 500)] == [False, True, True, True, False, False, False]
+
+
+def test_a_readiness_worker_for_a_container_stored_ready_starts_ready_and_needs_the_threshold_to_drop():
+    p = probe(periodSeconds=1, failureThreshold=2)
+    st = pr.start_worker(pr.READINESS, p, "c1", T0, T0, was_ready=True)
+    assert st.result is True
+    st = pr.record(pr.begin(st, T0), False, T0 + 0.05).state
+    assert st.result is True  # one failure of two
+    st = pr.record(pr.begin(st, T0 + 1), False, T0 + 1.05).state
+    assert st.result is False
+    assert pr.start_worker(pr.READINESS, p, "c1", T0, T0).result is False

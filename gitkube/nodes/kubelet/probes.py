@@ -15,7 +15,7 @@ from gitkube.nodes.transport.fleet import Fleet, NodeHandle
 from gitkube.nodes.kubelet.runtime import PodRuntime
 from gitkube.reconcile import probes as pr
 from gitkube.api.views import parse_time
-from gitkube.reconcile.podsync import ObservedContainer, PodWork, group, pod_ip
+from gitkube.reconcile.podsync import ObservedContainer, PodWork, group, pod_ip, was_ready
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,15 @@ class ProbeManager:
                 started = parse_time(latest.started_at) or now
                 for kind, probe in ((pr.LIVENESS, c.livenessProbe), (pr.READINESS, c.readinessProbe)):
                     if probe is not None:
-                        wanted[(node, latest.id, kind)] = (w, c, probe, ip, started)
+                        wanted[(node, latest.id, kind)] = (w, c, probe, ip, started,
+                                                           kind == pr.READINESS and was_ready(w, c.name, latest.id))
         with self._cond:
             for key in [k for k in self._workers if k[0] == node and k not in wanted]:
                 del self._workers[key]
-            for key, (w, c, probe, ip, started) in wanted.items():
+            for key, (w, c, probe, ip, started, ready_before) in wanted.items():
                 wk = self._workers.get(key)
                 if wk is None:
-                    st = pr.start_worker(key[2], probe, key[1], started, now)
+                    st = pr.start_worker(key[2], probe, key[1], started, now, was_ready=ready_before)
                     self._workers[key] = _Worker(node, key[2], w, c, probe, ip, st)
                 else:
                     wk.work, wk.pod_ip = w, ip
