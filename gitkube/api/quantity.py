@@ -1,6 +1,7 @@
 """Kubernetes resource quantities (`100m`, `0.5`, `128Mi`, `1G`, `1e3`), parsed exactly as decimals."""
 from __future__ import annotations
 
+import functools
 import re
 from decimal import ROUND_CEILING, Decimal, localcontext
 
@@ -45,6 +46,12 @@ def parse_quantity(text: str | int | float | Decimal) -> Decimal:
         text = repr(text) if isinstance(text, float) else str(text)
     if not isinstance(text, str):
         raise ValueError("a quantity must be a string or a number")
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Decimal:
+    # Every pass reads the same few requests and capacities (Decimal is immutable, so a cached value is safe).
     m = _QUANTITY.match(text)
     if m is None:
         raise ValueError(f'invalid quantity "{text}": must be a number with an optional suffix '
