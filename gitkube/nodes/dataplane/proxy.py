@@ -171,7 +171,8 @@ def sync_services(handle: NodeHandle, cluster_ips: list[str], haproxy_cfg: str, 
     """Bring one node's service addresses, proxy (HAProxy, or the kernel's rules in iptables mode) and DNS to the
     given state; returns what changed (empty: nothing). The proxy and DNS are the node's, not a pod's: the
     installation that holds the node's fleet lock (gitkube.nodes.fleetlock) manages them whoever made them; those
-    this one makes carry its cluster id."""
+    this one makes carry its cluster id. Over 60 lines: the steps must run in this order under the node's lock
+    (leftovers, the other mode's proxy, stale specs, addresses, proxy, DNS) and read best as one sequence."""
     h = handle
     d = h.docker
     cache = _cache(h)
