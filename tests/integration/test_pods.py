@@ -645,7 +645,8 @@ def test_cold_pass_rebuilds_its_view_from_one_list_call_and_the_stored_status(cl
     try:
         res = sysfleet.map(lambda h: sync_services(h, [], dp.haproxy_cfg, dp.dns_hosts, dp.dns_ip), timeout=120)
         assert not any(isinstance(r, Exception) for r in res.values()), res
-        ctrl = Controller(str(cluster.state), Source(str(cluster.repo), None, "manifests", str(fleet.inventory)))
+        ctrl = Controller(str(cluster.state), Source(str(cluster.repo), None, "manifests", str(fleet.inventory)),
+                          store_url=os.environ.get("GITKUBE_STORE"))  # the store the CLI used (etcd's in that run)
         try:
             rep = ctrl.reconcile()
         finally:

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from gitkube.store import Store
+from gitkube.store import open_store
 from tests.integration.conftest import eventually
 from tests.integration.test_guestbook import Cluster, dump
 
@@ -91,7 +91,7 @@ class Load:
 
 
 class Sampler:
-    """Counts the Deployment's pods from the state DB every 0.2 s (more often than passes run): (pods not
+    """Counts the Deployment's pods from the store (the state DB, or etcd's with GITKUBE_STORE) every 0.2 s (more often than passes run): (pods not
     terminating, Ready pods not terminating, terminating pods)."""
 
     def __init__(self, state_dir):
@@ -103,7 +103,7 @@ class Sampler:
     def _run(self):
         while not self._stop.is_set():
             try:
-                with Store.open(self.state_dir) as s:
+                with open_store(str(self.state_dir), url=os.environ.get("GITKUBE_STORE")) as s:
                     pods = [p for p in s.list("Pod", namespace="default")
                             if (p["metadata"].get("labels") or {}).get("app") == "rollout-web"]
             except Exception:  # noqa: BLE001 - a read racing a write: sample again
