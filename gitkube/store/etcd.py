@@ -26,6 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import etcd3gw
+import requests
+import requests.adapters
 from etcd3gw import exceptions as gwerr
 
 from gitkube.api.content import CLUSTER_SCOPED
@@ -50,6 +52,7 @@ log = logging.getLogger("gitkube.store.etcd")
 DEFAULT_PREFIX = "/gitkube/"
 TXN_OBJECTS = 50  # objects per transaction (etcd refuses more than --max-txn-ops, 128 by default, operations)
 CAS_RETRIES = 20
+POOL_SIZE = 32  # pooled HTTP connections per etcd member
 
 
 class StoreUnavailable(RuntimeError):
@@ -116,7 +119,12 @@ class Gateway:
         self.clients = []
         for e in endpoints:
             host, _, port = e.rpartition(":")
-            self.clients.append(etcd3gw.client(host=host, port=int(port), timeout=timeout, api_path="/v3/"))
+            # A pass writes from a thread per node and the watch holds one connection: more than requests' 8 pooled
+            # connections per host (each one past them was opened, used once and dropped, with a warning each).
+            session = requests.Session()
+            session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE))
+            self.clients.append(etcd3gw.client(host=host, port=int(port), timeout=timeout, api_path="/v3/",
+                                               session=session))
         self._i = 0
         self.calls = 0  # requests made (benches count a pass's store cost)
 
@@ -455,6 +463,8 @@ class EtcdStore:
         self._seen_kv: dict[str, int] = {}
         self._owns_guard = False
         self.cache: Mirror | None = None  # a writer reads from the process's mirror
+        # Why the state was lost when this writer opened it (its keys gone from etcd), in one line; None if not.
+        self.lost: str | None = None
 
     @classmethod
     def open(cls, url: str, state_dir: str = "", writer: bool = False, elect: bool = True,
@@ -467,6 +477,7 @@ class EtcdStore:
             raise StoreUnavailable(f"etcd store {url}: {e}") from None
         if writer:
             st.cache = st._mirror()
+            st.lost = st._lost()
         if writer and elect:
             lead = Leadership(st.gw, st.prefix, default_identity(), ttl=ttl, info={"role": "apply"})
             # A leader killed without resigning holds the key until its lease runs out: wait that long at most.
@@ -479,6 +490,19 @@ class EtcdStore:
                 time.sleep(0.25)
             st.guard, st._owns_guard = lead, True
         return st
+
+    def _lost(self) -> str | None:
+        """Decides whether this installation's state is gone from etcd: the state dir names an installation (its
+        cluster-id file, written by every writer) but no key under the prefix names one. The first pass of the
+        leader then rebuilds the state from the nodes (adopting what runs) instead of starting everything anew:
+        etcd's data lost or wiped, the prefix deleted, or a state dir moving from SQLite to etcd."""
+        from gitkube.store.db import CLUSTER_ID_FILE
+
+        if not os.path.exists(os.path.join(self.state_dir, CLUSTER_ID_FILE)):
+            return None  # a new installation (or a standby's first start): nothing to lose
+        if self._read(f"{self.prefix}kv/cluster_id", fresh=True)[1] or self._read(self.prefix + "meta/applied")[1]:
+            return None
+        return f"etcd store {self.url} holds no state under {self.prefix}"
 
     def close(self) -> None:
         if self._owns_guard and self.guard is not None:
@@ -678,11 +702,17 @@ class EtcdStore:
 
         if self.writer and not self.kv_get("cluster_id"):
             # The first process to open the store names the installation, leader or not (a standby that starts
-            # first must not fail on a fenced write): one create-if-absent transaction, the first one wins.
+            # first must not fail on a fenced write): one create-if-absent transaction, the first one wins. The
+            # name is the state dir's when it has one (a lost store: the containers on the nodes carry that one).
             key = f"{self.prefix}kv/cluster_id"
+            try:
+                with open(os.path.join(self.state_dir, CLUSTER_ID_FILE)) as f:
+                    cid = f.read().strip()
+            except OSError:
+                cid = ""
             self.gw.call("/kv/txn", {
                 "compare": [{"key": _b64(key), "result": "EQUAL", "target": "VERSION", "version": "0"}],
-                "success": [self._put(key, uuid.uuid4().hex[:16])], "failure": []})
+                "success": [self._put(key, cid or uuid.uuid4().hex[:16])], "failure": []})
             value, mod = self._read(key, fresh=True)
             self._seen_kv["cluster_id"] = mod
         if self.guard is None:  # not the leader: read it, keep the state dir's copy, write nothing to the store

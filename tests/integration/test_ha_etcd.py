@@ -148,6 +148,25 @@ def test_a_write_after_the_lease_passed_is_refused_by_etcd_and_changes_nothing(e
     assert c.gw.calls == calls, "refused before any request"
 
 
+def test_a_state_dir_whose_keys_are_gone_from_etcd_is_lost_and_keeps_its_cluster_id(etcd_cluster, tmp_path):
+    """A writer whose state dir names an installation (cluster-id) that etcd no longer holds finds the state lost
+    (its first pass rebuilds from the nodes: test_rebuild_state on etcd); a standby names it with the same id."""
+    from gitkube.store import open_store
+
+    fresh, known = tmp_path / "fresh", tmp_path / "known"
+    known.mkdir()
+    (known / "cluster-id").write_text("0123456789abcdef\n")
+    with open_store(str(fresh), writer=True, url=etcd_cluster.url(f"lost-a-{os.getpid()}"), elect=False) as st:
+        assert st.lost is None  # a new installation has nothing to lose
+        assert len(st.cluster_id()) == 16
+    url = etcd_cluster.url(f"lost-b-{os.getpid()}")
+    with open_store(str(known), writer=True, url=url, elect=False) as st:  # a standby opens it first
+        assert st.lost == f"etcd store {url} holds no state under /lost-b-{os.getpid()}/", st.lost
+        assert st.cluster_id() == "0123456789abcdef"
+    with open_store(str(known), writer=True, url=url) as st:  # the store names the installation now
+        assert st.lost is None and st.cluster_id() == "0123456789abcdef"
+
+
 def etcd_cluster_revision(st) -> int:
     return int(st.gw.range(st.prefix, prefix=True, count_only=True)["header"]["revision"])
 

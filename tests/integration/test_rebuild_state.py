@@ -107,8 +107,24 @@ def running(fleet, tmp_path_factory):
     apply(c, check=False, timeout=200)  # a one-shot apply finishes the terminations it starts
 
 
+def _wipe_etcd(url: str) -> None:
+    """Deletes every key under the store's prefix (etcd's data lost, or the prefix deleted by hand)."""
+    import base64
+
+    from gitkube.store.etcd import gateway, parse_url
+
+    endpoints, prefix = parse_url(url)
+    end = bytearray(prefix.encode())
+    end[-1] += 1
+    r = gateway(endpoints).call("/kv/deleterange", {"key": base64.b64encode(prefix.encode()).decode(),
+                                                    "range_end": base64.b64encode(bytes(end)).decode()})
+    assert int(r.get("deleted", 0)) > 36, r
+
+
 def _damage(db: str, how: str) -> None:
-    if how == "deleted":
+    if how == "wiped":
+        _wipe_etcd(os.environ["GITKUBE_STORE"])
+    elif how == "deleted":
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(db + suffix):
                 os.remove(db + suffix)
@@ -126,9 +142,12 @@ def test_lost_db_is_rebuilt_from_the_nodes_and_nothing_restarts(running, fleet):
     assert len(before_pods) == 36 and all(n == 0 for _, n in before_pods.values())
     assert services(c)["frontend"][1] == (30001,)
     db = str(c.state / "state.db")
-    for how, said in (("deleted", "is missing"), ("truncated", "is corrupt"), ("zeroed", "is corrupt")):
+    damages = (("deleted", "is missing"), ("truncated", "is corrupt"), ("zeroed", "is corrupt"))
+    if os.environ.get("GITKUBE_STORE"):  # an etcd store (GITKUBE_TEST_STORE=etcd): its keys are what is lost
+        damages = (("wiped", "holds no state"),)
+    for how, said in damages:
         _damage(db, how)
-        if how != "deleted":
+        if how not in ("deleted", "wiped"):
             r = c.gk("state", "check", check=False)
             assert r.returncode == 1 and "is corrupt" in r.stdout, r.stdout
         t0 = time.monotonic()
@@ -136,7 +155,7 @@ def test_lost_db_is_rebuilt_from_the_nodes_and_nothing_restarts(running, fleet):
         took = time.monotonic() - t0
         lost = [ln for ln in r.stderr.splitlines() if "rebuilding the state from the nodes" in ln]
         assert len(lost) == 1 and said in lost[0], r.stderr
-        if how != "deleted":
+        if how not in ("deleted", "wiped"):
             assert "moved aside to" in lost[0] and list(c.state.glob("state.db.corrupt-*"))
         rebuilt = next(ln for ln in r.stderr.splitlines() if ln.startswith("state rebuilt from the nodes"))
         assert "36 pod(s) adopted; 0 not wanted" in rebuilt, rebuilt
@@ -204,10 +223,19 @@ def test_evictions_count_from_this_process_own_observation(running, fleet):
         gk("sandbox", "node", cut, "heal", state_dir=fleet.state_dir)
 
 
+class OtherInstallation(Cluster):
+    """A second installation: its own state dir, and on etcd its own store (another key prefix) too."""
+
+    def gk(self, *args, **kw):
+        store = os.environ.get("GITKUBE_STORE")
+        env = {"GITKUBE_PROXY_MODE": self.proxy_mode, **({"GITKUBE_STORE": f"{store}-other"} if store else {})}
+        return gk(*args, state_dir=self.state, env=env, **kw)
+
+
 def test_second_installation_is_refused_and_deletes_nothing_of_the_first(running, fleet, tmp_path):
     first = running
     (tmp_path / "other").mkdir()
-    other = Cluster(fleet, tmp_path / "other")
+    other = OtherInstallation(fleet, tmp_path / "other")
     other.commit({"intruder.yaml": yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "intruder"},
                                                   "spec": SLEEPER})}, "another installation's pod")
     inv = ("--inventory", str(fleet.inventory))
