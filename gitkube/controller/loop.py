@@ -55,7 +55,7 @@ class Controller:
         self._fleet_key: tuple | None = None
         self.runtimes: dict[str, PodRuntime] = {}
         self.probes = None  # a ProbeManager, started by serve/apply --wait (start_probes)
-        self.proxy_mode = "haproxy"  # how nodes answer Services: "iptables" (kernel NAT) or "haproxy"
+        self.proxy_mode = "iptables"  # how nodes answer Services: "iptables" (kernel NAT, the default) or "haproxy"
         self.lock = threading.RLock()
         self.waiting: dict[tuple[str, str], tuple[str, str]] = {}  # containers held back in the last pass
         self.first_seen: dict[str, float] = {}  # node -> this process's first heartbeat of it (eviction clocks)
