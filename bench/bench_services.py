@@ -2,7 +2,7 @@
 kernel's NAT rules in iptables mode, the node's HAProxy in haproxy mode) against straight to the pod IP in the same
 run, the ratio, and the time from an endpoint change to the new endpoint being routed.
 
-Run (root): python bench/bench_services.py [--requests N] [--seconds S] [--changes N] [--sandbox K] [--keep]
+Run (root): python bench/bench_services.py [--requests N] [--seconds S] [--rounds R] [--changes N] [--sandbox K] [--keep]
             (from any directory)
 
 It brings up its own sandbox (`gitkube sandbox --id K up`, K from --sandbox, env GITKUBE_TEST_SANDBOX_ID, else 3;
@@ -137,8 +137,18 @@ def measure(b: "Bench", mode: str, sync, p1, others: dict, args) -> dict:
     print(f"{'path':28} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
     rows = {}
     for conc in (1, args.concurrency):
-        for name, host, port in (("pod IP (direct)", p1.ip, 8080), (label, cip, 80)):
-            s = summary(b.client("n2", host, port, args.requests, args.seconds, conc))
+        # Interleaved rounds (pod IP, ClusterIP, pod IP, ...): a load spike from elsewhere on the machine hits both
+        # paths alike instead of one whole measurement.
+        runs: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for name, host, port in (("pod IP (direct)", p1.ip, 8080), (label, cip, 80)):
+                r = b.client("n2", host, port, max(1, args.requests // args.rounds), args.seconds / args.rounds, conc)
+                acc = runs.setdefault(name, {"lat": [], "errors": 0, "wall": 0.0})
+                acc["lat"] += r["lat"]
+                acc["errors"] += r["errors"]
+                acc["wall"] += r["wall"]
+        for name in ("pod IP (direct)", label):
+            s = summary(runs[name])
             rows[(name, conc)] = s
             print(f"{name:28} {conc:>4} {s['n']:>8} {s['errors']:>6} {s['rps']:>8.0f} {s['p50']:>7.2f} {s['p99']:>7.2f}")
     out = {}
@@ -182,6 +192,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="time budget per measurement (default 15)")
     ap.add_argument("--concurrency", type=int, default=4, help="client threads for the throughput run (default 4)")
     ap.add_argument("--changes", type=int, default=5, help="endpoint changes to time (default 5)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds per path and concurrency, sharing --requests and --seconds (default 3)")
     ap.add_argument("--sandbox", type=int, default=SID, help=f"sandbox id (default {SID})")
     ap.add_argument("--modes", default=",".join(MODES), help="proxy modes to measure (default iptables,haproxy)")
     ap.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
