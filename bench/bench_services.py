@@ -135,18 +135,23 @@ def measure(b: "Bench", mode: str, sync, p1, others: dict, args) -> dict:
     label = "ClusterIP (kernel NAT)" if mode == "iptables" else "ClusterIP (HAProxy on n2)"
     print(f"client: Python in n2's netns, backend: busybox httpd on n1 ({p1.ip}), ClusterIP {cip}")
     print(f"{'path':28} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
-    rows = {}
+    rows, per_round = {}, {}
     for conc in (1, args.concurrency):
         # Interleaved rounds (pod IP, ClusterIP, pod IP, ...): a load spike from elsewhere on the machine hits both
-        # paths alike instead of one whole measurement.
+        # paths alike instead of one whole measurement; the ratio is the median of the rounds' ratios.
         runs: dict[str, dict] = {}
+        ratios = []
         for _ in range(args.rounds):
+            rps = {}
             for name, host, port in (("pod IP (direct)", p1.ip, 8080), (label, cip, 80)):
                 r = b.client("n2", host, port, max(1, args.requests // args.rounds), args.seconds / args.rounds, conc)
                 acc = runs.setdefault(name, {"lat": [], "errors": 0, "wall": 0.0})
                 acc["lat"] += r["lat"]
                 acc["errors"] += r["errors"]
                 acc["wall"] += r["wall"]
+                rps[name] = len(r["lat"]) / r["wall"] if r["wall"] else 0.0
+            ratios.append(rps[label] / rps["pod IP (direct)"] if rps["pod IP (direct)"] else 0.0)
+        per_round[conc] = ratios
         for name in ("pod IP (direct)", label):
             s = summary(runs[name])
             rows[(name, conc)] = s
@@ -154,9 +159,10 @@ def measure(b: "Bench", mode: str, sync, p1, others: dict, args) -> dict:
     out = {}
     for conc in (1, args.concurrency):
         d, c = rows[("pod IP (direct)", conc)], rows[(label, conc)]
-        out[conc] = c["rps"] / d["rps"]
-        print(f"at concurrency {conc}: ClusterIP throughput {c['rps'] / d['rps']:.2f}x the pod IP's, "
-              f"p50 x{c['p50'] / d['p50']:.2f}, p99 x{c['p99'] / d['p99']:.2f}")
+        out[conc] = statistics.median(per_round[conc])
+        print(f"at concurrency {conc}: ClusterIP throughput {out[conc]:.2f}x the pod IP's (median of "
+              f"{len(per_round[conc])} rounds: {', '.join(f'{r:.2f}' for r in per_round[conc])}; totals "
+              f"{c['rps'] / d['rps']:.2f}x), p50 x{c['p50'] / d['p50']:.2f}, p99 x{c['p99'] / d['p99']:.2f}")
     # Endpoint change -> routed: alternate the second backend between n3 and n2, timing from the start of the
     # sync until the NodePort on n1 answers from it.
     times, sync_times = [], []
@@ -192,8 +198,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="time budget per measurement (default 15)")
     ap.add_argument("--concurrency", type=int, default=4, help="client threads for the throughput run (default 4)")
     ap.add_argument("--changes", type=int, default=5, help="endpoint changes to time (default 5)")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds per path and concurrency, sharing --requests and --seconds (default 3)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds per path and concurrency, sharing --requests and --seconds (default 5)")
     ap.add_argument("--sandbox", type=int, default=SID, help=f"sandbox id (default {SID})")
     ap.add_argument("--modes", default=",".join(MODES), help="proxy modes to measure (default iptables,haproxy)")
     ap.add_argument("--keep", action="store_true", help="leave the sandbox up afterwards")
