@@ -83,6 +83,13 @@ def copy_store(state: Path, url: str) -> int:
         for key, value in src._conn.execute("SELECT key, value FROM kv").fetchall():
             if key not in ("resourceVersion", "changesFrom"):
                 dst.kv_set(key, json.loads(value))
+        events = src.events()  # a store after a deploy holds several events per pod: etcd keeps them beside the objects
+        for e in events:
+            src_ = e.get("source") or {}
+            dst.record_event(e["involvedObject"], e["reason"], e["message"], e["type"],
+                             component=src_.get("component", "gitkube"), host=src_.get("host", ""),
+                             now=e["lastTimestamp"])
+        print(f"  ({len(events)} events copied too)")
         return len(objs)
     finally:
         dst.close()
@@ -234,8 +241,13 @@ def no_fleet(args, base: Path, etcd) -> None:
     et = store_io("etcd", state, url, args.passes)
     print(f"  etcd/SQLite: {et / sq:.1f}x")
     inv = base / "inventory.yaml"
-    inv.write_text("apiVersion: gitkube/v1\nkind: Inventory\nnodes:\n" + "".join(
-        f"- name: n{i}\n  address: {{host: 127.0.0.1, port: 1}}\n" for i in (1, 2, 3)))
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / "id")], check=True, timeout=30)
+    key = " ".join((base / "id.pub").read_text().split()[:2])  # any pinned key: no connection gets that far
+    (base / "known_hosts").write_text(f"[127.0.0.1]:1 {key}\n")
+    inv.write_text(f"apiVersion: gitkube/v1\nkind: Inventory\ndefaults: {{user: root, identityFile: {base / 'id'}, "
+                   f"knownHostsFile: {base / 'known_hosts'}}}\nnodes:\n" + "".join(
+                       f"- name: n{i}\n  address: {{host: 127.0.0.1, port: 1}}\n  podCIDR: 198.18.{100 + i}.0/24\n"
+                       for i in (1, 2, 3)))
     work = base / "work"
     work.mkdir()
     git(work, "init", "-q", "-b", "main")
@@ -288,7 +300,9 @@ def main() -> int:
         print(f"  etcd/SQLite: pass {et['wall'] / sq['wall']:.2f}x, store time {et['store'] / max(sq['store'], 1e-9):.1f}x "
               f"({et['store'] * 1000:.0f} ms vs {sq['store'] * 1000:.0f} ms per pass)")
         failover(base, url, work, inventory, args.ttl)
-        commit(work, {}, "remove everything")
+        (work / "manifests" / "bench.yaml").unlink()
+        git(work, "add", "-A", "manifests")
+        git(work, "commit", "-q", "-m", "remove everything")
         gk(state, "apply", "--repo", str(work), "--inventory", str(inventory), "--wait", "--timeout", "600",
            timeout=900, check=False)
     finally:

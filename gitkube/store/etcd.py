@@ -340,9 +340,10 @@ class Mirror:
             got = self.keys.get(key)
         return (json.loads(got[0]), got[1]) if got else (None, 0)
 
-    def scan(self, prefix: str) -> list[tuple[str, Any, int, int]]:
+    def scan(self, prefix: str, skip: str | None = None) -> list[tuple[str, Any, int, int]]:
         with self.cond:
-            hits = [(k, v) for k, v in self.keys.items() if k.startswith(prefix)]
+            hits = [(k, v) for k, v in self.keys.items() if k.startswith(prefix)
+                    and not (skip and k.startswith(skip))]
         return [(k, json.loads(t), mod, cre) for k, (t, mod, cre) in hits]
 
     # -- writes seen --------------------------------------------------------------------------------------------
@@ -465,6 +466,7 @@ class EtcdStore:
         self.cache: Mirror | None = None  # a writer reads from the process's mirror
         # Why the state was lost when this writer opened it (its keys gone from etcd), in one line; None if not.
         self.lost: str | None = None
+        self._index_memo: dict[str, tuple[int, tuple[str, bool, str]]] = {}  # desired_index's decoded entries
 
     @classmethod
     def open(cls, url: str, state_dir: str = "", writer: bool = False, elect: bool = True,
@@ -574,17 +576,19 @@ class EtcdStore:
             self.cache.put(key, text, mod, int(kvs[0]["create_revision"]))
         return json.loads(text), mod
 
-    def _scan(self, prefix: str, fresh: bool = False) -> list[tuple[str, Any, int, int]]:
-        """(key, value, mod revision, create revision) of every key under `prefix`."""
+    def _scan(self, prefix: str, fresh: bool = False, skip: str | None = None) -> list[tuple[str, Any, int, int]]:
+        """(key, value, mod revision, create revision) of every key under `prefix` but those under `skip` (left
+        undecoded: the events, when objects are wanted, are most of the keys after a deploy)."""
         if self.cache is not None and not fresh:
-            return self.cache.scan(prefix)
+            return self.cache.scan(prefix, skip)
         out = []
         for kv in self.gw.range(prefix, prefix=True).get("kvs") or []:
             key, text = _unb64(kv["key"]).decode(), _unb64(kv["value"]).decode()
             mod, cre = int(kv["mod_revision"]), int(kv["create_revision"])
             if self.cache is not None:
                 self.cache.put(key, text, mod, cre)
-            out.append((key, json.loads(text), mod, cre))
+            if not (skip and key.startswith(skip)):
+                out.append((key, json.loads(text), mod, cre))
         return out
 
     def _rmw(self, key: str, change: Callable[[Any], Any]):
@@ -605,7 +609,7 @@ class EtcdStore:
         """Copies the objects (uids, status, origin kept) and kv values into another store (a dry run's SQLite
         copy); returns the objects copied."""
         n = 0
-        for _key, rec, _mod, _cre in self._scan(self.prefix + "o/"):
+        for _key, rec, _mod, _cre in self._scan(self.prefix + "o/", skip=self.prefix + "o/Event/"):
             if "o" in rec:
                 dst.put(rec["b"], origin=rec["o"])
                 n += 1
@@ -746,10 +750,9 @@ class EtcdStore:
     # ---- objects ----------------------------------------------------------------------------------------
     def _rows(self, fresh: bool = False) -> dict[ObjectKey, tuple[dict, int]]:
         out = {}
-        for key, rec, mod, _cre in self._scan(self.prefix + "o/", fresh):
+        for key, rec, mod, _cre in self._scan(self.prefix + "o/", fresh, skip=self.prefix + "o/Event/"):
             kind, ns, name = key[len(self.prefix) + 2:].split("/", 2)
-            if kind != "Event":
-                out[ObjectKey(kind, ns, name)] = (rec, mod)
+            out[ObjectKey(kind, ns, name)] = (rec, mod)
         return out
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
@@ -768,7 +771,7 @@ class EtcdStore:
                 key += f"{namespace}/"
         match = _matcher(selector)
         out = []
-        for _k, rec, mod, _cre in self._scan(key):
+        for _k, rec, mod, _cre in self._scan(key, skip=self.prefix + "o/Event/" if kind != "Event" else None):
             if "o" not in rec or (origin is not None and rec["o"] != origin):
                 continue  # events have no origin
             body = self._body(rec, mod)
@@ -778,9 +781,26 @@ class EtcdStore:
         return out
 
     def desired_index(self) -> dict[ObjectKey, tuple[str, bool, str]]:
-        """Every object's (desired content hash, being deleted, origin): what a revision sync compares against."""
-        return {k: (rec["dh"], bool(rec["b"]["metadata"].get("deletionTimestamp")), rec["o"])
-                for k, (rec, _m) in self._rows().items()}
+        """Every object's (desired content hash, being deleted, origin): what a revision sync compares against.
+        From the mirror, an object is decoded only when its mod revision changed since the last call (every pass
+        asks: decoding 300 pods' bodies each time was most of a no-op pass's store time)."""
+        if self.cache is None:
+            return {k: (rec["dh"], bool(rec["b"]["metadata"].get("deletionTimestamp")), rec["o"])
+                    for k, (rec, _m) in self._rows().items()}
+        objects, events = self.prefix + "o/", self.prefix + "o/Event/"
+        with self.cache.cond:
+            keys = [(k, t, mod) for k, (t, mod, _c) in self.cache.keys.items()
+                    if k.startswith(objects) and not k.startswith(events)]
+        memo, out = {}, {}
+        for key, text, mod in keys:
+            hit = self._index_memo.get(key)
+            if hit is None or hit[0] != mod:
+                rec = json.loads(text)
+                hit = (mod, (rec["dh"], bool(rec["b"]["metadata"].get("deletionTimestamp")), rec["o"]))
+            memo[key] = hit
+            out[ObjectKey(*key[len(objects):].split("/", 2))] = hit[1]
+        self._index_memo = memo  # only the keys that still exist
+        return out
 
     def git_digests(self) -> dict[tuple[str, str, str], str]:
         """Per Git-origin object not marked for deletion, the hash of its authored content as last synced."""
