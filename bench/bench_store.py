@@ -1,10 +1,10 @@
 """The store's cost, SQLite against etcd, in one run on a real 3-node sandbox (default id 9) and a 3-member etcd
 cluster on loopback (Debian's etcd):
 
-(a) a no-op reconcile pass at --pods pods (an RC, Running) on each store: the pass's wall time, the time spent in
-    store calls and their number, and for etcd the HTTP requests it made. The pods are deployed once (SQLite,
-    `apply --wait`), then the state DB is copied into etcd (objects with their uids, status and the controller's
-    kv), so both stores drive the very same containers.
+(a) a no-op reconcile pass at --pods pods (an RC, Running) on each store, the two alternated: the pass's wall time,
+    the time spent in store calls and their number, and for etcd the HTTP requests it made. The pods are deployed
+    once (SQLite, `apply --wait`), then the state DB is copied into etcd (objects with their uids, status and the
+    controller's kv, and the events), so both stores drive the very same containers.
 (b) failover: two `serve`s on the etcd store (lease TTL --ttl); kill -9 of the leader; the time until the standby
     holds the lease, and until its first pass is done.
 
@@ -96,36 +96,59 @@ def copy_store(state: Path, url: str) -> int:
         src.close()
 
 
-def noop_passes(label: str, state: Path, repo: Path, inventory: Path, passes: int, url: str | None) -> dict:
-    from gitkube.controller import Controller, Source
+class PassTimer:
+    """One controller on one store, its no-op passes measured: wall time, store calls and their time, HTTP requests."""
 
-    ctrl = Controller(str(state), Source(str(repo), None, "manifests", str(inventory)), store_url=url)
-    timed = TimedStore(ctrl.store)
-    ctrl.store = timed
-    gw = getattr(timed._store, "gw", None)
-    try:
-        rep = ctrl.reconcile()  # warm: SSH connections, inspect caches and the store's mirror
+    def __init__(self, label: str, state: Path, repo: Path, inventory: Path, url: str | None):
+        from gitkube.controller import Controller, Source
+
+        self.label = label
+        self.ctrl = Controller(str(state), Source(str(repo), None, "manifests", str(inventory)), store_url=url)
+        self.timed = TimedStore(self.ctrl.store)
+        self.ctrl.store = self.timed
+        self.gw = getattr(self.timed._store, "gw", None)
+        self.walls, self.store_s, self.calls, self.http = [], [], [], []
+        rep = self.ctrl.reconcile()  # warm: SSH connections, inspect caches and the store's mirror
         print(f"  [{label}] warm-up pass: {rep.seconds:.3f}s ({rep.summary()})")
-        walls, store_s, store_calls, http = [], [], [], []
+
+    def one(self) -> None:
+        c0, s0, h0 = self.timed.calls, self.timed.seconds, self.gw.calls if self.gw else 0
+        t0 = time.perf_counter()
+        rep = self.ctrl.reconcile()
+        self.walls.append(time.perf_counter() - t0)
+        self.store_s.append(self.timed.seconds - s0)
+        self.calls.append(self.timed.calls - c0)
+        self.http.append((self.gw.calls - h0) if self.gw else 0)
+        if sum(len(a) for a in rep.node_actions.values()) or rep.node_errors:
+            print(f"  [{self.label}] WARNING: pass was not a no-op: {rep.summary()}")
+
+    def report(self) -> dict:
+        med = statistics.median
+        pods = len(self.ctrl.store.list("Pod", namespace="*"))
+        out = {"pods": pods, "wall": med(self.walls), "store": med(self.store_s), "calls": med(self.calls),
+               "http": med(self.http)}
+        print(f"  [{self.label}] {pods} pods: pass {out['wall']:.3f}s (median of {len(self.walls)}), store calls "
+              f"{out['calls']:.0f} taking {out['store']:.3f}s ({100 * out['store'] / out['wall']:.0f}% of the pass)"
+              + (f", {out['http']:.0f} HTTP requests to etcd" if self.gw else ""))
+        return out
+
+    def close(self) -> None:
+        self.ctrl.close()
+
+
+def noop_passes(state: Path, repo: Path, inventory: Path, passes: int, url: str) -> tuple[dict, dict]:
+    """The same no-op pass on SQLite and on etcd, alternated (a machine whose load drifts favours neither)."""
+    timers = []
+    try:
+        timers.append(PassTimer("sqlite", state, repo, inventory, None))
+        timers.append(PassTimer("etcd", state, repo, inventory, url))
         for _ in range(passes):
-            c0, s0, h0 = timed.calls, timed.seconds, gw.calls if gw else 0
-            t0 = time.perf_counter()
-            rep = ctrl.reconcile()
-            walls.append(time.perf_counter() - t0)
-            store_s.append(timed.seconds - s0)
-            store_calls.append(timed.calls - c0)
-            http.append((gw.calls - h0) if gw else 0)
-            if sum(len(a) for a in rep.node_actions.values()) or rep.node_errors:
-                print(f"  [{label}] WARNING: pass was not a no-op: {rep.summary()}")
-        pods = len(ctrl.store.list("Pod", namespace="*"))
+            for t in timers:
+                t.one()
+        return timers[0].report(), timers[1].report()
     finally:
-        ctrl.close()
-    med = statistics.median
-    out = {"pods": pods, "wall": med(walls), "store": med(store_s), "calls": med(store_calls), "http": med(http)}
-    print(f"  [{label}] {pods} pods: pass {out['wall']:.3f}s (median of {passes}), store calls {out['calls']:.0f} "
-          f"taking {out['store']:.3f}s ({100 * out['store'] / out['wall']:.0f}% of the pass)"
-          + (f", {out['http']:.0f} HTTP requests to etcd" if gw else ""))
-    return out
+        for t in timers:
+            t.close()
 
 
 class Serve:
@@ -295,8 +318,7 @@ def main() -> int:
         n = copy_store(state, url)
         print(f"copied {n} objects into etcd in {time.monotonic() - t0:.1f}s")
         print(f"(a) no-op reconcile pass at {args.pods} pods, SQLite against etcd (3 members on loopback):")
-        sq = noop_passes("sqlite", state, work, inventory, args.passes, None)
-        et = noop_passes("etcd", state, work, inventory, args.passes, url)
+        sq, et = noop_passes(state, work, inventory, args.passes, url)
         print(f"  etcd/SQLite: pass {et['wall'] / sq['wall']:.2f}x, store time {et['store'] / max(sq['store'], 1e-9):.1f}x "
               f"({et['store'] * 1000:.0f} ms vs {sq['store'] * 1000:.0f} ms per pass)")
         failover(base, url, work, inventory, args.ttl)
