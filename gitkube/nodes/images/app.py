@@ -10,7 +10,7 @@ from gitkube.nodes.images.archive import ImageArchive, ImageBuildError, RootFS, 
 
 HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
-IPTABLES_IMAGE = "gitkube/iptables:3"
+IPTABLES_IMAGE = "gitkube/iptables:4"
 REDIS_IMAGE = "gitkube/redis:7"
 FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
 FRONTEND_V2_IMAGE = "gitkube/guestbook-frontend:v2"
@@ -90,7 +90,7 @@ mkdir -p /run/gk
 rm -f /run/gk/trigger
 mkfifo -m 600 /run/gk/trigger && chown "$(stat -c %u:%g /run/gk)" /run/gk/trigger
 exec 3<>/run/gk/trigger
-( while read -r why <&3; do [ -f /run/gk/rules ] && sh /gk/apply "$why"; done ) &
+( cd /run/gk && . /gk/apply && while read -r why <&3; do [ -f rules ] && gk_apply "$why"; done ) &
 echo start >&3
 while :; do
   sleep 2147483647 & pid=$!
@@ -101,32 +101,34 @@ done
 
 # One iptables-restore transaction for what changed, as kube-proxy's (each table's commit costs ~15 ms on a busy
 # node, whatever its size). A copy of `rules` is applied (the controller may replace the file meanwhile): a chain
-# is rewritten (declared, so flushed, then filled) when its rules differ from the copy applied last (`applied`),
-# or the node lacks it or holds another number of rules in it; chains the new rules no longer declare are flushed
-# and deleted; an unchanged table is left out, and so is an empty transaction. At start and on SIGHUP (argument
-# other than `rules`) every chain is rewritten. Then missing jumps into gitkube's chains are inserted first in
-# place. Three processes (iptables-save, awk, iptables-restore): each one costs on a busy node.
+# is rewritten (declared, so flushed, then filled) when its rules differ from the copy applied last, or the node
+# lacks it or holds another number of rules in it; chains the new rules no longer declare are flushed and
+# deleted; an unchanged table is left out, and so is an empty transaction. At start and on SIGHUP (argument other
+# than `rules`) every chain is rewritten. Then missing jumps into gitkube's chains are inserted first in place.
+# A function of the reader's shell (sourced once): three processes per apply (iptables-save, awk, iptables-
+# restore), each of which costs on a busy node; the copies alternate between two names, the last good one kept in
+# a shell variable.
 KERNEL_PROXY_APPLY = b"""\
-cd /run/gk || exit 1
-cp rules current || exit 1
-read -r _ _ tag < current
-[ "$1" = rules ] && [ -f applied ] && full=0 || full=1
-[ -f applied ] || : > applied
-: > missing
-iptables-save > saved 2> error
-awk -v full=$full -v missing=/run/gk/missing '
+last=""
+gk_apply() {
+  if [ "$last" = applied.a ]; then next=applied.b; else next=applied.a; fi
+  if [ "$1" = rules ] && [ -n "$last" ]; then full=0; old=$last; else full=1; old=/dev/null; fi
+  : > missing
+  iptables-save > saved 2> error
+  awk -v full=$full -v old=$old -v copy=$next -v missing=/run/gk/missing '
 FILENAME == "saved" {
   if ($0 ~ /^\\*/) { t = substr($0, 2); next }
   if ($0 ~ /^:GK-/) { split($0, a, " "); c = substr(a[1], 2); have[t, c] = 1; had[t] = had[t] " " c }
   if ($0 ~ /^-A /) { rule[t, $0] = 1; count[t, $2]++ }
   next
 }
-FILENAME == "applied" {
+FILENAME == old {
   if ($0 ~ /^\\*/) { t = substr($0, 2); next }
-  if ($0 ~ /^-A /) old[t, $2] = old[t, $2] $0 "\\n"
+  if ($0 ~ /^-A /) prev[t, $2] = prev[t, $2] $0 "\\n"
   next
 }
-FILENAME == "current" {
+FILENAME == "rules" {
+  print > copy
   if ($0 ~ /^\\*/) { t = substr($0, 2); order[++n] = t; next }
   if ($0 ~ /^:GK-/) { split($0, a, " "); c = substr(a[1], 2); want[t, c] = 1; chains[t] = chains[t] " " c }
   if ($0 ~ /^-A /) { new[t, $2] = new[t, $2] $0 "\\n"; num[t, $2]++ }
@@ -139,7 +141,7 @@ END {
     m = split(chains[t], cs, " ")
     for (j = 1; j <= m; j++) {
       c = cs[j]
-      if (full || !((t, c) in have) || new[t, c] != old[t, c] || count[t, c] + 0 != num[t, c] + 0) {
+      if (full || !((t, c) in have) || new[t, c] != prev[t, c] || count[t, c] + 0 != num[t, c] + 0) {
         decl = decl ":" c " - [0:0]\\n"; body = body new[t, c]
       }
     }
@@ -148,16 +150,18 @@ END {
       if (!((t, cs[j]) in want)) { decl = decl ":" cs[j] " - [0:0]\\n"; gone = gone "-X " cs[j] "\\n" }
     if (decl != "") printf "*%s\\n%s%s%sCOMMIT\\n", t, decl, body, gone
   }
-}' saved applied current /gk/jumps > input
-rc=0
-[ -s input ] && { iptables-restore --noflush < input > error 2>&1; rc=$?; }
-if [ $rc = 0 ] && [ -s missing ]; then
-  while read t c g; do
-    iptables -t $t -I $c 1 -j $g >> error 2>&1 || rc=$?
-  done < missing
-fi
-if [ $rc = 0 ]; then mv current applied; else rm -f applied; fi
-echo "$tag $rc" > status
+}' saved $old rules /gk/jumps > input || { last=""; read -r _ _ tag < rules; echo "$tag 1" > status; return; }
+  read -r _ _ tag < $next
+  rc=0
+  [ -s input ] && { iptables-restore --noflush < input > error 2>&1; rc=$?; }
+  if [ $rc = 0 ] && [ -s missing ]; then
+    while read t c g; do
+      iptables -t $t -I $c 1 -j $g >> error 2>&1 || rc=$?
+    done < missing
+  fi
+  if [ $rc = 0 ]; then last=$next; else last=""; fi
+  echo "$tag $rc" > status
+}
 """
 
 # Removes every trace: the jumps, then gitkube's chains (a node switched back to HAProxy, or leaving).
@@ -177,7 +181,7 @@ echo done
 
 
 def iptables_image() -> ImageArchive:
-    """`gitkube/iptables:3`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
+    """`gitkube/iptables:4`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
     extensions the kernel proxy uses, and its apply loop."""
     from gitkube.reconcile.iptables import JUMPS
 
