@@ -184,6 +184,18 @@ def repo(fleet, tmp_path):
     r.converge(lambda: not json.loads(r.gk("get", "pods", "-o", "json").stdout)["items"], "every pod removed")
 
 
+def etcd_values(url: str) -> bytes:
+    """Every value stored under an etcd store's prefix (what etcd keeps on its disks)."""
+    from gitkube.store.etcd import gateway, parse_url
+
+    endpoints, prefix = parse_url(url)
+    end = bytearray(prefix.encode())
+    end[-1] += 1
+    r = gateway(endpoints).call("/kv/range", {"key": base64.b64encode(prefix.encode()).decode(),
+                                              "range_end": base64.b64encode(bytes(end)).decode()})
+    return b"".join(base64.b64decode(kv.get("value", "")) for kv in r.get("kvs") or [])
+
+
 def test_config_and_secrets_end_to_end(fleet, repo):
     """One scenario, in order (longer than 60 lines on purpose): each step starts from what the previous one left
     running (the refusals must leave the pod with the rotated Secret as it is; the final search covers every value
@@ -296,6 +308,9 @@ def test_config_and_secrets_end_to_end(fleet, repo):
                r.gk("events", "-o", "yaml").stdout, r.gk("diff", *r.src(), "--heartbeat-timeout", "30", check=False).stdout]
     assert f"password:  {len(password2)} bytes" in outputs[2] and "username:  5 bytes" in outputs[2], outputs[2]
     db = b"".join(p.read_bytes() for p in r.state.glob("state.db*"))
+    if os.environ.get("GITKUBE_STORE"):  # on etcd (GITKUBE_TEST_STORE=etcd) the state is every key under the prefix
+        db += etcd_values(os.environ["GITKUBE_STORE"])
+        assert b"app-secret" in db, "the etcd store's keys were not read"
     node = r.pod("cfg-pod")["spec"]["nodeName"]
     ids = fleet.docker(node, "ps", "-aq", "--filter", "label=io.gitkube.managed=true").stdout.split()
     inspect = json.loads(fleet.docker(node, "inspect", *ids).stdout)
