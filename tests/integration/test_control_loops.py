@@ -240,7 +240,9 @@ def test_push_to_bare_repo_runs_the_new_pod_within_10s(fleet, tmp_path, serve_pr
         assert took < 10
         first = s.passes_after(t0)
         assert first, s.log()
-        assert first[0][0] - t0 < 2.0, f"no pass within 2 s of the push:\n{s.log()}"
+        # The pass's log line is written when it ends (after starting the pod): under load that took 2.4-3.2 s here.
+        # Any pass well before the 60 s resync proves the watch; bench_control times push -> pass.
+        assert first[0][0] - t0 < 10.0, f"no pass within 10 s of the push (resync 60 s):\n{s.log()}"
         assert "1 added" in first[0][1], first
         node = p["spec"]["nodeName"]
         containers_before = all_containers(fleet)
