@@ -85,6 +85,15 @@ def now_timestamp(now: datetime | str | None = None) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def refused_texts(sha: str, problems: Iterable[Any]) -> tuple[str, str]:
+    """A refused revision's record (every problem, one a line) and its event message (the first five), as both
+    stores write them."""
+    lines = [str(p) for p in problems]
+    head = f"revision {sha[:12]} refused: {len(lines)} problem(s)"
+    shown = lines[:5] + ([f"... and {len(lines) - 5} more"] if len(lines) > 5 else [])
+    return "\n".join([head, *lines]), "; ".join([head, *shown])
+
+
 def object_key(obj: Mapping) -> ObjectKey:
     """Decides an object's key: (kind, namespace, name), namespace '' when cluster-scoped, else default 'default'."""
     return ObjectKey(*dict_key(obj))
@@ -222,15 +231,12 @@ class Store:
     def record_refused(self, sha: str, problems: Iterable[Any], now: datetime | str | None = None) -> dict:
         """Records that a revision was refused (revisions table + a Warning event); objects stay untouched."""
         ts = now_timestamp(now)
-        lines = [str(p) for p in problems]
-        head = f"revision {sha[:12]} refused: {len(lines)} problem(s)"
-        shown = lines[:5] + ([f"... and {len(lines) - 5} more"] if len(lines) > 5 else [])
+        record, message = refused_texts(sha, problems)
         with self._tx() as conn:
             conn.execute("INSERT INTO revisions (sha, time, result, message) VALUES (?, ?, 'refused', ?)",
-                         (sha, ts, "\n".join([head, *lines])))
-            return self._record_event(
-                conn, {"kind": "Revision", "namespace": "", "name": sha, "uid": ""},
-                "InvalidRevision", "; ".join([head, *shown]), "Warning", "gitkube", "", ts)
+                         (sha, ts, record))
+            return self._record_event(conn, {"kind": "Revision", "namespace": "", "name": sha, "uid": ""},
+                                      "InvalidRevision", message, "Warning", "gitkube", "", ts)
 
     def desired_index(self) -> dict[ObjectKey, tuple[str, bool, str]]:
         """Every object's (desired content hash, being deleted, origin): what a revision sync compares against."""

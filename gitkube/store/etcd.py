@@ -44,6 +44,7 @@ from gitkube.store.db import (
     desired_content,
     now_timestamp,
     object_key,
+    refused_texts,
 )
 from gitkube.store.records import content_hash, inserted_body, spec_hash_of, updated_body
 
@@ -692,12 +693,10 @@ class EtcdStore:
     def record_refused(self, sha: str, problems: Iterable[Any], now: datetime | str | None = None) -> dict:
         """Records that a revision was refused (a revision record + a Warning event); objects stay untouched."""
         ts = now_timestamp(now)
-        lines = [str(p) for p in problems]
-        head = f"revision {sha[:12]} refused: {len(lines)} problem(s)"
-        shown = lines[:5] + ([f"... and {len(lines) - 5} more"] if len(lines) > 5 else [])
-        self._txn([], self._revision_ops(sha, ts, "refused", "\n".join([head, *lines])))
+        record, message = refused_texts(sha, problems)
+        self._txn([], self._revision_ops(sha, ts, "refused", record))
         return self.record_event({"kind": "Revision", "namespace": "", "name": sha, "uid": ""},
-                                 "InvalidRevision", "; ".join([head, *shown]), "Warning", now=ts)
+                                 "InvalidRevision", message, "Warning", now=ts)
 
     def cluster_id(self) -> str:
         """This installation's identity (gitkube.store.db.store_cluster_id: the state dir's file, kept in etcd too,
