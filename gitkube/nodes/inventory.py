@@ -189,8 +189,8 @@ def _parse_inventory(path: str, text: str):
 
 
 def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig]:
-    """Nodes of an inventory file, or InvalidInput naming file:line: field for every problem. Over 60 lines: every
-    problem is collected (not the first only), with the YAML line of each field, in one walk of the nodes."""
+    """Nodes of an inventory file, or InvalidInput naming file:line: field for every problem: every problem is
+    collected (not the first only), with the YAML line of each field, in one walk of the nodes."""
     path = str(path)
     if text is None:
         try:

@@ -76,7 +76,7 @@ class FakeDocker:
 
         return [{"Id": c["Id"], "Names": [f"/{c['Name']}"], "Labels": dict(c["Labels"]), "State": c["State"]["Status"],
                  "Image": c["Image"], "NetworkSettings": {"Networks": {"bridge": {"IPAddress": c["IP"]}}}}
-                for c in self.containers.values() if ok(c["Labels"]) and (not running or c["State"]["Status"] == "running")]
+                for c in list(self.containers.values()) if ok(c["Labels"]) and (not running or c["State"]["Status"] == "running")]
 
     def inspect(self, cid: str) -> dict:
         self._rec("inspect", cid)
@@ -88,7 +88,7 @@ class FakeDocker:
         self._rec("create", image, name)
         if image not in self.images:
             raise ImageNotFound(f"no such image: {image}")
-        if name and any(c["Name"] == name for c in self.containers.values()):
+        if name and any(c["Name"] == name for c in list(self.containers.values())):
             raise APIError("Conflict", response=_Response(), explanation=f"name {name} in use")
         cid = f"{next(_ids):064x}"
         self.containers[cid] = {"Id": cid, "Name": name or cid[:12], "Labels": dict(labels), "Image": image,

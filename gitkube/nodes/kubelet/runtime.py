@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gitkube.api import cpu_millis, memory_bytes
+from gitkube.api.views import find_condition
 from gitkube.nodes.transport.docker_api import APIError, NotFound
 from gitkube.nodes.transport.fleet import NodeHandle
 from gitkube.nodes.images.archive import PAUSE_IMAGE
@@ -44,11 +45,6 @@ log = logging.getLogger(__name__)
 L = "io.gitkube."
 MANAGED = f"{L}managed"
 ENDPOINT_DRAIN_SECONDS = 1.0
-
-
-def _was_ready(status: dict | None) -> bool:
-    """Whether a pod's last status had it Ready, i.e. in its Services' Endpoints until this pass."""
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (status or {}).get("conditions") or [])
 
 
 @dataclass(frozen=True)
@@ -303,7 +299,8 @@ class PodRuntime:
 
         def run() -> None:
             try:
-                if w is not None and w.deleting and _was_ready(w.last_status):
+                # Ready in its last status: in its Services' Endpoints until this pass, so drained first.
+                if w is not None and w.deleting and find_condition(w.last_status, "Ready").get("status") == "True":
                     time.sleep(self.endpoint_drain)
                 self.kill_pod(a.pod_uid, seen, w, a.grace, a.reason)
             except Exception as e:  # noqa: BLE001 - reported; the next pass sees what is left and tries again
