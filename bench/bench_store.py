@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_control import commit, git, gk, rc_yaml  # noqa: E402
+from tests.serveproc import ServeProcess  # noqa: E402
 
 
 class TimedStore:
@@ -151,35 +150,20 @@ def noop_passes(state: Path, repo: Path, inventory: Path, passes: int, url: str)
             t.close()
 
 
-class Serve:
+class Serve(ServeProcess):
     def __init__(self, name: str, base: Path, url: str, repo: Path, inventory: Path, ttl: int):
-        self.lines: list[tuple[float, str]] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gitkube", "--state-dir", str(base / f"serve-{name}"), "--store", url, "serve",
-             "--repo", str(repo), "--inventory", str(inventory), "--lease-ttl", str(ttl), "--resync", "5",
-             "--no-api"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append((time.monotonic(), line.rstrip()))
+        super().__init__(["--state-dir", str(base / f"serve-{name}"), "--store", url, "serve", "--repo", str(repo),
+                          "--inventory", str(inventory), "--lease-ttl", str(ttl), "--resync", "5", "--no-api"],
+                         cwd=ROOT)
 
     def first(self, pattern: str, since: float = 0.0, timeout: float = 120) -> tuple[float, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            hit = next(((t, l) for t, l in list(self.lines) if t >= since and re.search(pattern, l)), None)
-            if hit:
-                return hit
+            hits = self.matching(pattern, since)
+            if hits:
+                return hits[0]
             time.sleep(0.05)
         raise SystemExit(f"no {pattern!r} within {timeout}s:\n" + "\n".join(l for _, l in self.lines[-30:]))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def failover(base: Path, url: str, repo: Path, inventory: Path, ttl: int) -> None:

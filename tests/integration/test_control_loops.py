@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import SID, eventually, gk
+from tests.serveproc import ServeProcess
 
 STORE_PER_TEST = True  # with GITKUBE_TEST_STORE=etcd each test gets its own key prefix (see conftest)
 
@@ -156,26 +156,16 @@ def cleaned_up(cl: Cluster, wt: WorkTree, push=None):
         assert_fleet_empty(cl.fleet)
 
 
-class Serve:
-    """`gitkube serve` in the background; stderr collected with arrival times; always terminated."""
+class Serve(ServeProcess):
+    """`gitkube serve` of the module's cluster in the background; stderr collected with arrival times; always
+    terminated."""
 
     def __init__(self, cl: Cluster, *args):
-        env = {**os.environ, "GITKUBE_SANDBOX_ID": str(SID)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "gitkube", "--state-dir", str(cl.state), "serve", *cl.src(), *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[tuple[float, str]] = []
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append((time.monotonic(), line.rstrip()))
+        super().__init__(["--state-dir", str(cl.state), "serve", *cl.src(), *args],
+                         env={**os.environ, "GITKUBE_SANDBOX_ID": str(SID)})
 
     def log(self) -> str:
         return "\n".join(l for _, l in self.lines)
-
-    def passes_after(self, t: float) -> list[tuple[float, str]]:
-        return [(ts, l) for ts, l in self.lines if ts >= t and re.search(r"pass \d+ at", l)]
 
     def first_pass(self, what: str = "serve's first pass", timeout: float = 30):
         """Waits for serve's first pass; a serve that exited instead fails at once. Either failure shows its log."""
@@ -188,17 +178,6 @@ class Serve:
             self._t.join(timeout=5)
             raise AssertionError(f"serve exited {self.proc.returncode} before {what}:\n{self.log()}")
         return hits
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._t.join(timeout=5)
-        return self.proc.returncode
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,51 +15,33 @@ import pytest
 
 from tests.integration.conftest import SID, eventually, gk
 from tests.integration.test_control_loops import WorkTree, all_containers, assert_fleet_empty, pod_yaml, rc_yaml
+from tests.serveproc import ServeProcess
 
 TTL = 3  # seconds: the leader's lease in these tests
 
 
-class Controller:
+class Controller(ServeProcess):
     """One `gitkube serve` on the shared etcd store: its own state dir, stderr kept with arrival times."""
 
     def __init__(self, name: str, tmp: Path, store: str, repo: Path, inventory: Path, verbose: bool = False):
         self.name, self.store, self.state = name, store, tmp / f"state-{name}"
         env = {**os.environ, "GITKUBE_SANDBOX_ID": str(SID)}
         env.pop("GITKUBE_STORE", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gitkube", "--state-dir", str(self.state), "--store", store,
-             *(["-v"] if verbose else []), "serve", "--repo", str(repo), "--inventory", str(inventory),
-             "--lease-ttl", str(TTL), "--resync", "2", "--api-listen", "127.0.0.1:0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.lines: list[tuple[float, str]] = []
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append((time.monotonic(), line.rstrip()))
+        super().__init__(["--state-dir", str(self.state), "--store", store, *(["-v"] if verbose else []), "serve",
+                          "--repo", str(repo), "--inventory", str(inventory), "--lease-ttl", str(TTL),
+                          "--resync", "2", "--api-listen", "127.0.0.1:0"], env=env)
 
     def log(self, since: float = 0) -> str:
         return "\n".join(f"[{self.name}] {l}" for t, l in self.lines if t >= since and "DEBUG" not in l)
 
     def first(self, pattern: str, since: float = 0) -> float | None:
-        return next((t for t, l in list(self.lines) if t >= since and re.search(pattern, l)), None)
-
-    def passes(self, since: float = 0) -> list[tuple[float, str]]:
-        return [(t, l) for t, l in list(self.lines) if t >= since and re.search(r"pass \d+ at", l)]
+        return next((t for t, _ in self.matching(pattern, since)), None)
 
     def api(self) -> str:
         return json.loads((self.state / "api" / "endpoint.json").read_text())["server"]
 
     def stop(self):
-        if self.proc.poll() is None:
-            for s in (signal.SIGCONT, signal.SIGTERM):
-                self.proc.send_signal(s)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        return super().stop(resume=True)  # a SIGSTOPped leader must be resumed to exit
 
 
 def pods(store: str, state: Path) -> list[dict]:
@@ -207,7 +186,7 @@ def test_kill_9_of_the_leader_standby_takes_over_without_restarting_anything(fle
         assert fleet.docker(node, "kill", victim_id).returncode == 0
         took = eventually(lambda: b.first("leader now", t0), timeout=TTL + 10, interval=0.1,
                           what=f"b leads\n{b.log()}") - t0
-        first_pass = eventually(lambda: b.passes(t0), timeout=60, interval=0.2, what=f"b's first pass\n{b.log()}")
+        first_pass = eventually(lambda: b.passes_after(t0), timeout=60, interval=0.2, what=f"b's first pass\n{b.log()}")
         pass_s = float(re.search(r"\((\d+\.\d+)s\)", first_pass[0][1]).group(1))
         print(f"\nfailover: standby leads {took:.2f}s after kill -9 (lease TTL {TTL}s); its first pass took "
               f"{pass_s:.2f}s, done {first_pass[0][0] - t0:.2f}s after the kill")
