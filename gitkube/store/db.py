@@ -561,20 +561,29 @@ _EVENT_COLS = ("name, namespace, uid, involved_kind, involved_namespace, involve
 
 def _event_json(row: tuple) -> dict:
     (name, ns, uid, ikind, ins, iname, iuid, reason, message, type_, count, first, last, comp, host, rv) = row
-    involved = {"kind": ikind, "name": iname}
-    if ins:
-        involved["namespace"] = ins
-    if iuid:
-        involved["uid"] = iuid
-    if ikind in ("Pod", "ReplicationController", "Service", "Namespace", "Node", "Endpoints"):
+    ev = event_object(name, ns, uid, {"kind": ikind, "namespace": ins, "name": iname, "uid": iuid}, reason, message,
+                      type_, count, first, last, comp, host)
+    ev["metadata"]["resourceVersion"] = str(rv)
+    return ev
+
+
+def event_object(name: str, ns: str, uid: str, ref: Mapping, reason: str, message: str, type_: str, count: int,
+                 first: str, last: str, comp: str, host: str) -> dict:
+    """A v1 Event as both stores serve it: the involved object's ref (kind, namespace, name, uid; apiVersion v1 for
+    core kinds), the source component and host."""
+    involved = {"kind": ref["kind"], "name": ref["name"]}
+    if ref["namespace"]:
+        involved["namespace"] = ref["namespace"]
+    if ref.get("uid"):
+        involved["uid"] = ref["uid"]
+    if ref["kind"] in ("Pod", "ReplicationController", "Service", "Namespace", "Node", "Endpoints"):
         involved["apiVersion"] = "v1"
     source = {"component": comp}
     if host:
         source["host"] = host
     return {
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": first,
-                     "resourceVersion": str(rv)},
+        "metadata": {"name": name, "namespace": ns, "uid": uid, "creationTimestamp": first},
         "involvedObject": involved, "reason": reason, "message": message, "type": type_, "count": count,
         "firstTimestamp": first, "lastTimestamp": last, "source": source,
     }

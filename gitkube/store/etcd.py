@@ -42,6 +42,7 @@ from gitkube.store.db import (
     _involved_ref,
     _matcher,
     desired_content,
+    event_object,
     now_timestamp,
     object_key,
     refused_texts,
@@ -924,7 +925,7 @@ class EtcdStore:
                     continue
             name = f"{ref['name']}.{os.urandom(8).hex()}"
             ekey = self._okey("Event", ns, name)
-            ev = _event_json(name, ns, ref, reason, message, type, ts, component, host)
+            ev = event_object(name, ns, str(uuid.uuid4()), ref, reason, message, type, 1, ts, ts, component, host)
             ok, rev = self._txn([self._cmp_mod(idx, idx_mod)],
                                 [self._put(ekey, {"b": ev}), self._put(idx, name)])
             if ok:
@@ -985,23 +986,3 @@ class EtcdStore:
             self._seen_kv.pop(key, None)
             raise Conflict(f"kv {key}: changed by another writer since this process read it")
         self._seen_kv[key] = rev
-
-
-def _event_json(name: str, ns: str, ref: Mapping, reason: str, message: str, type_: str, ts: str, comp: str,
-                host: str) -> dict:
-    involved = {"kind": ref["kind"], "name": ref["name"]}
-    if ref["namespace"]:
-        involved["namespace"] = ref["namespace"]
-    if ref.get("uid"):
-        involved["uid"] = ref["uid"]
-    if ref["kind"] in ("Pod", "ReplicationController", "Service", "Namespace", "Node", "Endpoints"):
-        involved["apiVersion"] = "v1"
-    source = {"component": comp}
-    if host:
-        source["host"] = host
-    return {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": name, "namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": ts},
-        "involvedObject": involved, "reason": reason, "message": message, "type": type_, "count": 1,
-        "firstTimestamp": ts, "lastTimestamp": ts, "source": source,
-    }
