@@ -16,21 +16,18 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import _cli  # noqa: E402
+from bench._cli import git  # noqa: E402
+
 SID = int(os.environ.get("GITKUBE_BENCH_SANDBOX_ID", "2"))
 NODEPORT = 30001
 
 
 def gk(state: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "gitkube", "--state-dir", str(state), *args], capture_output=True,
-                       text=True, timeout=timeout, cwd=ROOT, env={**os.environ, "GITKUBE_SANDBOX_ID": str(SID)})
-    if r.returncode != 0:
-        raise SystemExit(f"gitkube {' '.join(args)} exited {r.returncode}:\n{r.stderr[-3000:]}")
-    return r
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=repo,
-                   check=True, capture_output=True, timeout=60)
+    """bench._cli.gk with this bench's sandbox id."""
+    return _cli.gk(state, *args, timeout=timeout, env={**os.environ, "GITKUBE_SANDBOX_ID": str(SID)})
 
 
 def url(node: int, **q) -> str:
