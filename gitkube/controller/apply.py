@@ -32,6 +32,7 @@ class Applied:
     removed_uids: set[str] = field(default_factory=set)
     statuses_written: int = 0
     dataplane_changed: dict[str, Any] = field(default_factory=dict)
+    store_writes: int = 0  # writes but the heartbeat records (0: the pass changed nothing in the store)
 
 
 def write(store: Store, w: Write) -> None:
@@ -62,9 +63,13 @@ def write(store: Store, w: Write) -> None:
         raise ValueError(f"unknown store write {w.op!r}")
 
 
-def write_all(store: Store, writes) -> None:
+def write_all(store: Store, writes) -> int:
+    """Every write in order; returns how many were more than the heartbeat records."""
+    n = 0
     for w in writes:
         write(store, w)
+        n += not (w.op == "kv" and w.args[0] == "heartbeats")
+    return n
 
 
 @dataclass
@@ -141,9 +146,9 @@ def apply_plan(store: Store, plan: PassPlan, obs: Observation, fleet: Fleet | No
                probes=None, sync_dataplane: Callable | None = None) -> Applied:
     """Execute a plan: store writes, node actions, statuses, endpoints and the data plane, finished deletions."""
     done = Applied()
-    write_all(store, plan.writes)
+    done.store_writes += write_all(store, plan.writes)
     names = [n for n in plan.sync_nodes if n in runtimes]
-    _drain_deleted(store, plan, sync_dataplane, names)
+    done.store_writes += _drain_deleted(store, plan, sync_dataplane, names)
     results = fleet.map(lambda h: run_node(runtimes[h.name], plan, obs), names, timeout=600) if names else {}
     world = dict(plan.world)
     stage2: list[Write] = []
@@ -166,31 +171,33 @@ def apply_plan(store: Store, plan: PassPlan, obs: Observation, fleet: Fleet | No
     as_stored = {n: {k: list(v) for k, v in p.items()} for n, p in pulls.items() if p}
     if as_stored != {n: {k: list(v) for k, v in p.items()} for n, p in (plan.pulls or {}).items() if p}:
         stage2.append(Write("kv", ("image_pulls", as_stored)))
-    write_all(store, stage2)
+    done.store_writes += write_all(store, stage2)
     stage3: list[Write] = []
     eps = plan_endpoints(world, stage3, plan.now)
-    write_all(store, stage3)
+    done.store_writes += write_all(store, stage3)
     if plan.dataplane is not None and sync_dataplane is not None:
         dp = _render(plan, world, eps)
         done.dataplane_changed = sync_dataplane(dp, [n for n in names if n not in done.node_errors])
     inventory = set(obs.nodes)
-    write_all(store, [Write("delete", k) for k in finished_deletions(world, inventory, done.removed_uids)])
+    done.store_writes += write_all(store, [Write("delete", k) for k in finished_deletions(world, inventory,
+                                                                                         done.removed_uids)])
     return done
 
 
-def _drain_deleted(store: Store, plan: PassPlan, sync_dataplane: Callable | None, names: list[str]) -> None:
+def _drain_deleted(store: Store, plan: PassPlan, sync_dataplane: Callable | None, names: list[str]) -> int:
     """Traffic leaves a pod before its node stops it (issue 11): when this pass deletes pods the stored Endpoints
     still route to, their Endpoints and every node's proxy drop them now, before the node syncs run."""
     if plan.dataplane is None or sync_dataplane is None:
-        return
+        return 0
     world = plan.world
     deleting = {PodView(o).uid for k, o in world.items() if k[0] == "Pod" and PodView(o).deleting}
     if not deleting or not serves_deleted_pods([o for k, o in world.items() if k[0] == "Endpoints"], deleting):
-        return
+        return 0
     writes: list[Write] = []
     eps = plan_endpoints(world, writes)
-    write_all(store, [w for w in writes if w.op == "put"])  # stage 3 writes the rest (and these again, unchanged)
+    n = write_all(store, [w for w in writes if w.op == "put"])  # stage 3 writes the rest (and these again, unchanged)
     sync_dataplane(_render(plan, world, eps), names)
+    return n + 1  # the data plane moved
 
 
 def _render(plan: PassPlan, world: dict[Key, dict], eps: dict):

@@ -29,6 +29,7 @@ class PassReport:
     seconds: float = 0.0
     next_due: float | None = None
     refused_fingerprint: str | None = None  # apply --plan-fingerprint: the plan's own, when it differed
+    quiet: bool = False  # nothing had moved since a pass that changed nothing: not planned (controller.quiet)
 
     def summary(self) -> str:
         parts = []

@@ -12,12 +12,14 @@ from gitkube import instruments
 from gitkube.controller import apply as applier
 from gitkube.controller import observe as observer
 from gitkube.controller.configwire import config_at_applied
+from gitkube.controller import quiet as q
 from gitkube.controller.context import PassReport, Source
+from gitkube.controller.quiet import QuietMark
 from gitkube.nodes.fleetlock import FleetLock, engine_key, holder_name
 from gitkube.nodes.inventory import NodeConfig
 from gitkube.nodes.kubelet.runtime import PodRuntime
 from gitkube.nodes.transport.fleet import Fleet
-from gitkube.reconcile.plan import Observation, PassPlan, plan_pass
+from gitkube.reconcile.plan import Observation, PassPlan, SyncSummary, plan_pass
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.source.secrets import identity_path, load_identities
 from gitkube.store import Store, open_store
@@ -63,6 +65,9 @@ class Controller:
         self.identities = load_identities(identity_path(source.age_identity))
         self.config: dict | None = None  # ConfigMap/Secret values of the applied revision (memory only, never stored)
         self.last_plan: PassPlan | None = None
+        self.quiet: QuietMark | None = None  # set by a full pass that changed nothing (gitkube.controller.quiet)
+        self.quiet_passes = 0  # passes that needed no planning, since this controller started
+        self._inventory: list[NodeConfig] | None = None  # the nodes the last observe read
 
     def close(self) -> None:
         """Shut down what this controller started, in order (see the class docstring)."""
@@ -102,10 +107,13 @@ class Controller:
         return self.fleet
 
     # -- observe → plan → apply ------------------------------------------------------------------------
-    def observe(self, offline: bool = False, now: float | None = None) -> tuple[Observation, dict[str, int]]:
-        """One snapshot (offline: from the store alone, no node contacted). Also each node's Docker list calls."""
+    def observe(self, offline: bool = False, now: float | None = None, probes: dict | None = None
+                ) -> tuple[Observation, dict[str, int]]:
+        """One snapshot (offline: from the store alone, no node contacted; `probes`: this pass's heartbeats, already
+        made). Also each node's Docker list calls."""
         rev, nodes, problems = observer.read_revision(self.source, self.identities,
                                                       self.store.state_dir if self.store.writer else None)
+        self._inventory = nodes
         if rev is not None and not rev.problems:
             self.config = rev.config
         elif self.config is None:  # a refused revision: the values of the one last applied
@@ -117,7 +125,7 @@ class Controller:
                 seen = observer.observe_offline(nodes, read[0])
             else:
                 seen, calls = observer.observe_nodes(self._ensure_fleet(nodes), self.runtimes, nodes, read[0],
-                                                     self.probe_timeout)
+                                                     self.probe_timeout, probes=probes)
         now = now or time.time()
         if not offline:
             for n in seen:
@@ -180,22 +188,77 @@ class Controller:
             return dataclasses.replace(obs, nodes={n: dataclasses.replace(
                 s, reachable=False, reason="StateNotRebuilt", message=why, containers=None)
                 for n, s in obs.nodes.items()})
+        self._lock_nodes([n for n, s in obs.nodes.items() if s.reachable], obs.now)
+        return obs
+
+    def _lock_nodes(self, ok: list[str], now: float) -> None:
         if self.fleet_lock is None or self.fleet is None:
-            return obs
-        ok = [n for n, s in obs.nodes.items() if s.reachable]
+            return
         infos = getattr(self.fleet, "last_info", {})
         unverified = self.fleet_lock.ensure(self.fleet, ok, {n: engine_key(infos[n], n) for n in ok if n in infos},
-                                            obs.now)
+                                            now)
         for n, why in sorted(unverified.items()):
             log.warning("node %s: %s (synced anyway; checked again next pass)", n, why)
-        return obs
+
+    def _quiet_pass(self, now: float | None, t0: float) -> tuple[PassReport | None, dict | None]:
+        """A pass with nothing to plan (gitkube.controller.quiet), or (None, the heartbeats it made, if any) when
+        something moved and the pass must plan in full."""
+        m, self.quiet = self.quiet, None
+        wall = now or time.time()
+        if wall >= m.due or self.fleet is None or self.store.state_version() != m.state:
+            return None, None
+        if (self.probes.readiness() if self.probes is not None else {}) != m.readiness or self.waiting != m.waiting:
+            return None, None
+        rev, nodes, _ = observer.read_revision(self.source, self.identities,
+                                               self.store.state_dir if self.store.writer else None)
+        if rev is None or rev.problems or rev.sha != m.sha or tuple(nodes) != m.nodes:
+            return None, None
+        if any(rt.has_news() for rt in self.runtimes.values()):
+            return None, None
+        probes = self.fleet.probe(timeout=self.probe_timeout)
+        names = sorted(m.seen)
+        if set(probes) != set(names) or not all(p.ok for p in probes.values()):
+            return None, probes
+
+        def look(h):
+            calls0 = h.docker.calls
+            rt = self.runtimes[h.name]
+            return (tuple(rt.observe()), rt.system, rt.foreign), h.docker.calls - calls0
+
+        seen = self.fleet.map(look, names, timeout=60)
+        if any(isinstance(r, Exception) or r[0] != m.seen[n] for n, r in seen.items()):
+            return None, probes
+        if q.verifying():
+            self._verify_quiet(wall, probes)
+        self._lock_nodes(names, wall)
+        m.hbs = q.renewed(m.hbs, names, wall)
+        self.store.kv_set("heartbeats", m.hbs)
+        self.quiet = m
+        self.quiet_passes += 1
+        return PassReport(sha=m.sha, synced=SyncSummary(), plan=m.plan, node_actions={n: [] for n in names},
+                          api_calls={n: r[1] for n, r in seen.items()}, next_due=m.due, quiet=True,
+                          seconds=time.monotonic() - t0), None
+
+    def _verify_quiet(self, wall: float, probes: dict) -> None:
+        """GITKUBE_VERIFY_QUIET: plan this pass in full too; raise QuietMismatch when it would do anything."""
+        obs, _ = self.observe(now=wall, probes=probes)
+        changes = q.full_plan_changes(self.plan(obs), obs)
+        if changes:
+            raise q.QuietMismatch("a pass judged quiet would have done: " + "; ".join(changes[:10]))
 
     def _pass(self, now: float | None, expect_fingerprint: str | None, t0: float) -> PassReport:
         self.may_act()
         if ((self.rebuilt is None or self.rebuilt.blocked) and self.store.writer and getattr(self.store, "lost", None)
                 and self.store.applied_revision() is None):
             self.rebuild()  # a lost state: what runs on the nodes is adopted, not restarted
-        obs, calls = self.observe(now=now)
+        probes = None
+        if self.quiet is not None and expect_fingerprint is None:
+            quiet, probes = self._quiet_pass(now, t0)
+            if quiet is not None:
+                return quiet
+        self.quiet = None
+        state = self.store.state_version() if self.store.writer else None
+        obs, calls = self.observe(now=now, probes=probes)
         obs = self._hold_fleet(obs)
         plan = self.plan(obs)
         report = PassReport(sha=plan.sha, refused=list(plan.refused), synced=plan.sync, plan=plan,
@@ -207,6 +270,8 @@ class Controller:
         if any(w.op == "refused" and w.args[0] != "inventory" for w in plan.writes):
             instruments.revision_refused()
         done = self.apply(plan, obs)
+        if state is not None and self.store.state_version() == state:
+            self.quiet = q.quiet_mark(plan, obs, done, state, tuple(self._inventory or ()), self.runtimes, obs.now)
         report.node_actions = {n: list(a) for n, a in done.executed.items()}
         report.node_errors = {**plan.node_errors, **done.node_errors}
         report.seconds = time.monotonic() - t0

@@ -53,10 +53,13 @@ def _seen(cfg: NodeConfig, probe: ProbeResult | None, prev: dict | None, contain
 
 
 def observe_nodes(fleet: Fleet, runtimes: dict[str, PodRuntime], nodes: list[NodeConfig], stored: dict,
-                  probe_timeout: float) -> tuple[dict[str, NodeSeen], dict[str, int]]:
-    """Heartbeat every node, then list the containers of those that answered (one list call each, plus an inspect
-    only for a container whose state changed since the last stored status). Also the Docker calls each list took."""
-    probes = fleet.probe(timeout=probe_timeout)
+                  probe_timeout: float, probes: dict[str, ProbeResult] | None = None
+                  ) -> tuple[dict[str, NodeSeen], dict[str, int]]:
+    """Heartbeat every node (unless `probes` holds this pass's heartbeats), then list the containers of those that
+    answered (one list call each, none while the node's event stream says nothing changed, plus an inspect only for
+    a container whose state changed since the last stored status). Also the Docker calls each list took."""
+    if probes is None:
+        probes = fleet.probe(timeout=probe_timeout)
     prev = {PodView(n).name: n for n in stored.get("Node", ())}
     by_node: dict[str, list] = {}
     for p in stored.get("Pod", ()):

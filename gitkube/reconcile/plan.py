@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from gitkube.api import parse_object
 from gitkube.api.content import authored_content, content_hash, dict_key
-from gitkube.api.views import NodeView, PodView, ServiceView, find_condition, iso
+from gitkube.api.views import NodeView, PodView, ServiceView, find_condition, iso, parse_time
 from gitkube.reconcile import podsync as ps
 from gitkube.reconcile.cluster import ClusterPlan, plan_cluster, rc_statuses, service_endpoints
 from gitkube.reconcile.containerenv import EnvService
@@ -32,6 +32,9 @@ from gitkube.reconcile.services import Allocation, DataPlane, plan_dataplane
 
 Key = tuple[str, str, str]  # kind, namespace, name
 STORE_KINDS = ("Pod", "ReplicationController", "ReplicaSet", "Deployment", "Service", "Node", "Endpoints", "Namespace")
+# A Node whose status did not change is rewritten with a new lastHeartbeatTime only this often, as the kubelet's
+# nodeStatusUpdateFrequency (10 s); the heartbeat records (kv "heartbeats") still move every pass.
+NODE_STATUS_UPDATE_SECONDS = 10.0
 DEFAULT_STATUS = {"Pod": {"phase": "Pending"}, "Namespace": {"phase": "Active"}, "ReplicationController": {"replicas": 0},
                   "Service": {"loadBalancer": {}}}
 
@@ -221,9 +224,26 @@ def heartbeats_after(obs: Observation) -> dict[str, dict]:
     return hbs
 
 
+def _heartbeat_only(prev: dict, obj: dict, now: float) -> float | None:
+    """When the stored Node differs from `obj` only by a Ready lastHeartbeatTime under NODE_STATUS_UPDATE_SECONDS
+    old: when that heartbeat falls due to be written (None: write the Node now)."""
+    old, new = find_condition(prev.get("status") or {}, "Ready"), find_condition(obj["status"], "Ready")
+    beat = parse_time(old.get("lastHeartbeatTime"))
+    if beat is None or now - beat >= NODE_STATUS_UPDATE_SECONDS or not new.get("lastHeartbeatTime"):
+        return None
+    if {**old, "lastHeartbeatTime": None} != {**new, "lastHeartbeatTime": None}:
+        return None
+    status = {**obj["status"], "conditions": [c if c.get("type") != "Ready" else old for c in obj["status"]["conditions"]]}
+    if prev.get("status") != status or (prev.get("metadata") or {}).get("labels") != obj["metadata"]["labels"]:
+        return None
+    return beat + NODE_STATUS_UPDATE_SECONDS  # the stored Node stands until then
+
+
 def _node_writes(obs: Observation, world: dict[Key, dict], hbs: dict, conds: Mapping[str, ReadyCondition],
-                 writes: list[Write]) -> None:
-    """Each inventory Node with the lifecycle's Ready condition; a NodeReady/NodeNotReady event on a change."""
+                 writes: list[Write]) -> float | None:
+    """Each inventory Node with the lifecycle's Ready condition; a NodeReady/NodeNotReady event on a change.
+    Returns when the next heartbeat-only Node write falls due."""
+    dues = []
     for name, seen in sorted(obs.nodes.items()):
         cond = conds.get(name)
         key = ("Node", "", name)
@@ -240,8 +260,8 @@ def _node_writes(obs: Observation, world: dict[Key, dict], hbs: dict, conds: Map
                 rc["lastHeartbeatTime"] = iso(cond.last_heartbeat_time)
         elif prev is not None:
             continue  # offline: the Node stays as stored
-        if prev is not None and prev.get("status") == obj["status"] and \
-                (prev.get("metadata") or {}).get("labels") == obj["metadata"]["labels"]:
+        if prev is not None and (due := _heartbeat_only(prev, obj, obs.now)) is not None:
+            dues.append(due)
             continue
         status = NodeView(obj).ready_status
         if prev is not None and NodeView(prev).ready_status != status:
@@ -252,6 +272,7 @@ def _node_writes(obs: Observation, world: dict[Key, dict], hbs: dict, conds: Map
                                           "Normal" if status == "True" else "Warning")))
         writes.append(Write("put", (obj,), (("origin", "controller"),)))
         world[key] = {**obj, "metadata": {**(prev or {}).get("metadata", {}), **obj["metadata"]}}
+    return min(dues) if dues else None
 
 
 def plan_nodes(obs: Observation, world: dict[Key, dict], writes: list[Write], grace_period: float,
@@ -270,7 +291,7 @@ def plan_nodes(obs: Observation, world: dict[Key, dict], writes: list[Write], gr
                                 error_reason=v.get("error_reason")) for k, v in hbs.items() if k in names]
     decision = node_lifecycle(heartbeats, list(map(PodView, of_kind(world, "Pod"))), obs.now, previous=prev,
                               grace_period=grace_period, eviction_timeout=eviction_timeout)
-    _node_writes(obs, world, hbs, decision.conditions, writes)
+    status_due = _node_writes(obs, world, hbs, decision.conditions, writes)
     writes.append(Write("kv", ("heartbeats", hbs)))
     sync_ok = {n: bool(decision.conditions.get(n) and decision.conditions[n].ready and obs.nodes[n].reachable)
                for n in names}
@@ -284,7 +305,9 @@ def plan_nodes(obs: Observation, world: dict[Key, dict], writes: list[Write], gr
             writes.append(Write("event", ({"kind": "Pod", "namespace": p.namespace, "name": p.name, "uid": p.uid},
                                           ev.event_reason, ev.event_message, "Warning")))
             evictions.append((p.namespace, p.name, ev.message))
-    return sync_ok, evictions, _lifecycle_due(decision.conditions, heartbeats, obs.now, grace_period, eviction_timeout)
+    dues = [d for d in (status_due, _lifecycle_due(decision.conditions, heartbeats, obs.now, grace_period,
+                                                   eviction_timeout)) if d is not None]
+    return sync_ok, evictions, min(dues) if dues else None
 
 
 def _lifecycle_due(conds: Mapping[str, ReadyCondition], heartbeats: list[NodeHeartbeat], now: float, grace: float,
@@ -562,7 +585,8 @@ def plan_pass(obs: Observation, *, grace_period: float = 20.0, eviction_timeout:
         writes += _refused_writes(obs)
     elif obs.desired is not None:
         sync, to_store = ingest(obs, world, now_s)
-        writes.append(Write("sync_revision", (obs.sha, to_store)))
+        if not sync.in_sync or obs.applied_sha != obs.sha:  # the same revision, all in sync: nothing to record
+            writes.append(Write("sync_revision", (obs.sha, to_store)))
     sync_ok, evictions, lifecycle_due = plan_nodes(obs, world, writes, grace_period, eviction_timeout)
     bindings = dict(obs.kv.get("bindings") or {})
     _reapply_bindings(world, bindings, writes)
@@ -577,7 +601,8 @@ def plan_pass(obs: Observation, *, grace_period: float = 20.0, eviction_timeout:
     dp, warnings = plan_services(obs, world, writes)
     works, bad = works_by_node(world, obs.config)
     node_plans, errors = plan_pods(obs, works, sync_ok)
-    dues = [t for t in [lifecycle_due, *(p.next_due for p in node_plans.values())] if t is not None]
+    dues = [t for t in [lifecycle_due, time_due(world, obs.now), *(p.next_due for p in node_plans.values())]
+            if t is not None]
     return PassPlan(
         now=obs.now, sha=obs.sha, refused=tuple(obs.problems), offline=obs.offline, sync=sync, cluster=cluster,
         evictions=tuple(evictions), writes=tuple(writes), node_plans=node_plans,
@@ -586,6 +611,35 @@ def plan_pass(obs: Observation, *, grace_period: float = 20.0, eviction_timeout:
         dns_server=dp.dns_ip if dp is not None else obs.kv.get("cluster_dns"), pulls=obs.kv.get("image_pulls") or {},
         config=obs.config,
         world=world, next_due=min(dues) if dues else None, warnings=tuple(warnings + bad))
+
+
+def time_due(world: Mapping[Key, dict], now: float) -> float | None:
+    """When the cluster's decisions next change with time alone: a Ready pod of an RC or ReplicaSet with
+    minReadySeconds becomes available, or a Deployment still progressing reaches its progressDeadlineSeconds."""
+    deploy_mrs = {PodView(d).uid: (d.get("spec") or {}).get("minReadySeconds") or 0 for d in of_kind(world, "Deployment")}
+    mrs = {}
+    for o in of_kind(world, "ReplicationController") + of_kind(world, "ReplicaSet"):
+        v = PodView(o)
+        m = (o.get("spec") or {}).get("minReadySeconds") or deploy_mrs.get(v.owner_uid or "", 0)
+        if m > 0:
+            mrs[v.uid] = m
+    dues = []
+    if mrs:
+        for p in map(PodView, of_kind(world, "Pod")):
+            m = mrs.get(p.owner_uid or "")
+            since = p.ready_since if m else None
+            if since is not None and since + m >= now:
+                dues.append(since + m + 0.001)  # available once Ready for more than minReadySeconds
+    for d in of_kind(world, "Deployment"):
+        spec = d.get("spec") or {}
+        c = find_condition(d.get("status") or {}, "Progressing")
+        if spec.get("paused") or c.get("reason") in (None, "NewReplicaSetAvailable", "ProgressDeadlineExceeded",
+                                                     "DeploymentPaused"):
+            continue
+        t = parse_time(c.get("lastUpdateTime"))
+        if t is not None and t + spec.get("progressDeadlineSeconds", 600) >= now:
+            dues.append(t + spec.get("progressDeadlineSeconds", 600) + 0.001)
+    return min(dues) if dues else None
 
 
 def _config_template_inputs(obs: Observation, writes: list[Write]):

@@ -422,6 +422,11 @@ class Store:
         """The store's current resourceVersion: that of its latest change (a list's resourceVersion)."""
         return self._next_rv_base(self._conn)
 
+    def state_version(self) -> int:
+        """A number that moves whenever what a pass plans from may have changed: objects, events, and (single
+        writer) the records only a pass writes. The heartbeat records do not move it."""
+        return self.resource_version()
+
     def oldest_watchable(self) -> int:
         """Decides the oldest resourceVersion a watch can start from; older ones are gone (410)."""
         row = self._conn.execute("SELECT value FROM kv WHERE key = 'changesFrom'").fetchone()

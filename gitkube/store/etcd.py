@@ -333,6 +333,9 @@ class Mirror:
             if not key.startswith(self.skip):
                 self.keys[key] = (_unb64(kv["value"]).decode(), int(kv["mod_revision"]), int(kv["create_revision"]))
         self.rv = self.oldest = int(r["header"]["revision"])
+        self.state_rv = self.rv  # see EtcdStore.state_version
+        self._state_prefixes = (self.objects_prefix, prefix + "kv/", prefix + "meta/")
+        self._not_state = prefix + "kv/heartbeats"
         self._t = threading.Thread(target=self._run, name="etcd-watch", daemon=True)
         self._t.start()
 
@@ -349,10 +352,15 @@ class Mirror:
         return [(k, json.loads(t), mod, cre) for k, (t, mod, cre) in hits]
 
     # -- writes seen --------------------------------------------------------------------------------------------
+    def _moved(self, key: str, mod: int) -> None:
+        if key.startswith(self._state_prefixes) and key != self._not_state and mod > self.state_rv:
+            self.state_rv = mod
+
     def put(self, key: str, text: str, mod: int, create: int | None = None, change: bool = False) -> None:
         if key.startswith(self.skip):
             return
         with self.cond:
+            self._moved(key, mod)
             old = self.keys.get(key)
             cre = create or (old[2] if old else mod)
             if change:
@@ -364,6 +372,7 @@ class Mirror:
 
     def delete(self, key: str, mod: int, prev_text: str | None = None, change: bool = False) -> None:
         with self.cond:
+            self._moved(key, mod)
             old = self.keys.get(key)
             if old is not None and old[1] < mod:
                 del self.keys[key]
@@ -431,7 +440,7 @@ class Mirror:
                 keys[key] = (_unb64(kv["value"]).decode(), int(kv["mod_revision"]), int(kv["create_revision"]))
         with self.cond:
             self.keys, self.tombs = keys, {}
-            self.rv = self.oldest = int(r["header"]["revision"])
+            self.rv = self.oldest = self.state_rv = int(r["header"]["revision"])
             self.changes.clear()
 
     def since(self, rv: int, kinds: Iterable[str] | None, limit: int) -> list[dict]:
@@ -961,6 +970,11 @@ class EtcdStore:
     def resource_version(self) -> int:
         """The revision up to which this process's etcd watch has seen every change (a list's resourceVersion)."""
         return self._mirror().rv
+
+    def state_version(self) -> int:
+        """The etcd revision of the latest change to what a pass plans from (objects, events, the applied revision,
+        the records but the heartbeats), as this process's watch has seen it; the leader key does not move it."""
+        return self._mirror().state_rv
 
     def oldest_watchable(self) -> int:
         """Decides the oldest resourceVersion a watch can start from; older ones are gone (410)."""

@@ -18,6 +18,9 @@ NODES = 3
 # loopback) instead of each state dir's SQLite file; each test module (or test, see STORE_PER_TEST) gets its own
 # key prefix, so the tests stay as isolated from each other as their state dirs.
 STORE = os.environ.get("GITKUBE_TEST_STORE", "sqlite")
+# Every gitkube process of the suite checks each quiet pass it makes against a full plan (gitkube.controller.quiet)
+# and fails loudly when that plan would have done anything.
+os.environ.setdefault("GITKUBE_VERIFY_QUIET", "1")
 _ETCD: list = []  # the session's EtcdCluster, started on first use
 
 

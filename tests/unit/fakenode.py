@@ -63,6 +63,10 @@ class FakeDocker:
         self._rec("version")
         return {"Version": "fake", "Arch": "amd64"}
 
+    def ping(self) -> bool:
+        self._rec("ping")
+        return True
+
     def list(self, labels, running: bool = False) -> list[dict]:
         self._rec("list", tuple(labels))
         want = [labels] if isinstance(labels, str) else list(labels)

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 L = "io.gitkube."
 MANAGED = f"{L}managed"
 ENDPOINT_DRAIN_SECONDS = 1.0
+# A node's last container list stands (its event stream quiet) for at most this long: a missed event costs no more.
+RELIST_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ class PodRuntime:
         self.may_act: Callable[[], None] = lambda: None
         self.cluster_id = ""  # this installation's: containers labelled with another are foreign, never touched
         self.foreign: int = 0  # another installation's pod containers seen by the last observe()
+        self.system: tuple = ()  # (id, state) of gitkube's system containers (proxy, DNS) seen by the last list
+        self._listed: tuple | None = None  # (change token, when, containers) of the last list (see observe)
 
     @property
     def node(self) -> str:
@@ -149,6 +153,12 @@ class PodRuntime:
     def event(self, w: PodWork | None, reason: str, message: str, type_: str = "Normal", uid: str | None = None) -> None:
         self._out.event(w.uid if w else uid, reason, message, type_)
 
+    def has_news(self) -> bool:
+        """Whether background work (a termination, a hook) reported something a pass has not taken yet."""
+        o = self._out
+        with o.lock:
+            return bool(o.events or o.waiting or o.released or o.pull_failed or o.pulled)
+
     def take_events(self) -> Execution:
         """What happened since the last take (background terminations), as an Execution."""
         with self._lock:
@@ -160,11 +170,21 @@ class PodRuntime:
         """gitkube's containers on this node: one list call, plus an inspect only for what changed.
 
         `hints` (podsync.status_hints) stand in for the inspect of a container this process has not seen yet
-        when its state word is still the one the last status recorded."""
+        when its state word is still the one the last status recorded.
+
+        Where the engine's event stream is open (NodeDocker.change_token), the last list stands while no container
+        of gitkube's changed since, for up to RELIST_SECONDS: then a look costs no call at all."""
+        token_of = getattr(self.d, "change_token", None)
+        token = token_of([f"{MANAGED}=true"]) if token_of is not None else None
+        last = self._listed
+        if token is not None and last is not None and last[0] == token and time.monotonic() - last[1] < RELIST_SECONDS:
+            return list(last[2])
+        t_list = time.monotonic()
         raw = self.d.list([f"{MANAGED}=true"])
-        out, keep, foreign = [], set(), 0
+        out, keep, foreign, system = [], set(), 0, []
         for c in raw:
             if f"{L}pod.uid" not in (c.get("Labels") or {}):
+                system.append((c["Id"], c.get("State", "")))
                 continue  # gitkube's own system containers (proxy, DNS, tools): not pods, never inspected here
             if not owned_by(c.get("Labels") or {}, self.cluster_id):
                 foreign += 1  # another installation's: reported, never planned for
@@ -188,6 +208,8 @@ class PodRuntime:
             if k not in keep:
                 del self._inspect_cache[k]
         self.foreign = foreign
+        self.system = tuple(sorted(system))
+        self._listed = (token, t_list, tuple(out)) if token is not None else None
         return out
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import docker
 import requests.adapters
@@ -70,6 +71,65 @@ class _ChannelAdapter(requests.adapters.HTTPAdapter):
         self._pool.close()
 
 
+# Container events that change what a list shows (state, existence); exec_*, attach, copy, top... do not.
+STATE_EVENTS = ("create", "start", "restart", "die", "kill", "oom", "stop", "pause", "unpause", "destroy", "rename",
+                "update")
+
+
+class ContainerEvents:
+    """The engine's event stream for containers carrying `labels` (GET /events, one long-lived dial-stdio channel),
+    read by a daemon thread: `token()` stays the same while no such container changed state, and is None while no
+    stream is open (not yet, or it broke: it is reopened with a growing pause). The kubelet's evented PLEG, here so
+    that a pass re-lists a node only when something happened on it."""
+
+    def __init__(self, docker: NodeDocker, labels: list[str]):
+        self._docker, self._labels = docker, labels
+        self._lock = threading.Lock()
+        self._gen = 0
+        self._live = False
+        self._closed = False
+        self._resp = None
+        self._t = threading.Thread(target=self._run, name=f"events-{docker.ssh.target.name}", daemon=True)
+        self._t.start()
+
+    def token(self) -> int | None:
+        with self._lock:
+            return self._gen if self._live else None
+
+    def _bump(self, live: bool) -> None:
+        with self._lock:
+            self._gen += 1
+            self._live = live and not self._closed
+
+    def _run(self) -> None:
+        pause = 1.0
+        while not self._closed:
+            try:
+                stream = self._docker.api.events(decode=True, filters={"type": ["container"], "label": self._labels,
+                                                                       "event": list(STATE_EVENTS)})
+                self._resp = stream
+                self._bump(True)  # a new stream: what happened before it is unknown, so the next look lists
+                pause = 1.0
+                for _ev in stream:
+                    self._bump(True)
+            except Exception as e:  # noqa: BLE001 - a broken stream only costs lists until it is back
+                log.debug("node %s: container events: %s", self._docker.ssh.target.name, e)
+                pause = min(pause * 2, 30.0)
+            finally:
+                self._bump(False)
+            time.sleep(pause)
+
+    def close(self) -> None:
+        self._closed = True
+        self._bump(False)
+        resp = self._resp
+        if resp is not None:
+            try:
+                resp._response.close()
+            except Exception:  # noqa: BLE001 - the SSH connection's close ends it anyway
+                pass
+
+
 class NodeDocker:
     """A node's Docker engine over its SSH connection: a docker SDK APIClient plus a call counter."""
 
@@ -80,8 +140,28 @@ class NodeDocker:
         self.api.mount(BASE_URL, _ChannelAdapter(ssh, dial, timeout))
         self.api.base_url = BASE_URL
         self.calls = 0
+        self.mutations = 0  # container-changing calls made through this client (see change_token)
+        self._events: ContainerEvents | None = None
         self._lock = threading.Lock()
         self.api.hooks["response"].append(self._count)
+
+    def change_token(self, labels: list[str]) -> tuple[int, int] | None:
+        """A value that stays equal while no container with `labels` changed on the engine: its event stream's
+        count (started on first use) and this client's own container-changing calls; None while that cannot be
+        told (the stream is not open)."""
+        if self._events is None:
+            self._events = ContainerEvents(self, labels)
+        tok = self._events.token()
+        return None if tok is None else (tok, self.mutations)
+
+    def _mutate(self, fn, *args, **kwargs):
+        with self._lock:
+            self.mutations += 1
+        try:
+            return self.call(fn, *args, **kwargs)
+        finally:
+            with self._lock:
+                self.mutations += 1
 
     def _count(self, r, *a, **k):
         with self._lock:
@@ -118,6 +198,10 @@ class NodeDocker:
     def version(self) -> dict:
         return self.call(self.api.version)
 
+    def ping(self) -> bool:
+        """GET /_ping: the cheapest proof that the engine answers (a heartbeat)."""
+        return self.call(self.api.ping)
+
     def list(self, labels: list[str] | str, running: bool = False) -> list[dict]:
         """Containers (running or not; only running ones with `running`) carrying every given label filter."""
         if running:
@@ -130,27 +214,27 @@ class NodeDocker:
     def create(self, image: str, *, name: str, labels: dict, host: dict, **config) -> str:
         """Create a container; `host` holds the HostConfig settings (network_mode, binds, port_bindings, ...)."""
         hc = self.api.create_host_config(**host)
-        return self.call(self.api.create_container, image, name=name, labels=labels, host_config=hc, detach=True,
+        return self._mutate(self.api.create_container, image, name=name, labels=labels, host_config=hc, detach=True,
                          **config)["Id"]
 
     def start(self, cid: str) -> None:
-        self.call(self.api.start, cid)
+        self._mutate(self.api.start, cid)
 
     def stop(self, cid: str, timeout: int) -> None:
-        self.call(self.api.stop, cid, timeout=timeout)
+        self._mutate(self.api.stop, cid, timeout=timeout)
 
     def kill(self, cid: str, signal: str) -> None:
-        self.call(self.api.kill, cid, signal=signal)
+        self._mutate(self.api.kill, cid, signal=signal)
 
     def restart(self, cid: str, timeout: int = 1) -> None:
-        self.call(self.api.restart, cid, timeout=timeout)
+        self._mutate(self.api.restart, cid, timeout=timeout)
 
     def wait(self, cid: str, timeout: float) -> dict:
         return self.call(self.api.wait, cid, timeout=timeout)
 
     def remove(self, cid: str) -> None:
         """Remove a container (forced: running ones are killed)."""
-        self.call(self.api.remove_container, cid, force=True)
+        self._mutate(self.api.remove_container, cid, force=True)
 
     def logs(self, cid: str, **kw):
         return self.call(self.api.logs, cid, **kw)
@@ -227,4 +311,7 @@ class NodeDocker:
         self.call(self.api.remove_volume, name, force=True)
 
     def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         self.api.close()

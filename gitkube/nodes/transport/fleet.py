@@ -19,6 +19,9 @@ DEFAULT_MAX_PODS = 110
 KUBELET_VERSION = "gitkube"  # what a node's kubelet (and proxy) version reads as: gitkube runs both
 
 
+INFO_REFRESH_SECONDS = 10.0  # how long an engine's info/version stand for it (nodeStatusUpdateFrequency)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -105,6 +108,7 @@ class Fleet:
         self.last_info: dict[str, dict] = {}  # node -> the Docker info of its last successful heartbeat
         self._probe_lock = threading.Lock()
         self._ids_reading: dict[str, cf.Future] = {}  # node -> its host identity read in flight
+        self._engine: dict[str, tuple[float, dict, dict]] = {}  # node -> (when, info, version) last read
 
     def __getitem__(self, name: str) -> NodeHandle:
         return self.nodes[name]
@@ -129,7 +133,9 @@ class Fleet:
         return out
 
     def probe(self, timeout: float = 8.0, down_timeout: float = 0.5, first_timeout: float = 20.0) -> dict[str, ProbeResult]:
-        """One heartbeat of every node (docker info + version over the warm connection), bounded in time.
+        """One heartbeat of every node, bounded in time: a ping of its engine over the warm connection, and the
+        engine's info and version (the Node's capacity and nodeInfo) when those are older than INFO_REFRESH_SECONDS,
+        as the kubelet reports its node status every 10 s.
 
         A node whose last probe failed is waited for only `down_timeout`: its reconnect attempt goes on in the
         background, one at a time per node, and a later probe picks up how it ended. So a cut node does not hold
@@ -140,8 +146,14 @@ class Fleet:
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
-            info = h.docker.info()
-            ver = h.docker.version()
+            seen = self._engine.get(h.name)
+            if seen is not None and t0 - seen[0] < INFO_REFRESH_SECONDS:
+                h.docker.ping()  # the engine answers; what it reported of itself <10 s ago still holds
+                info, ver = seen[1], seen[2]
+            else:
+                info = h.docker.info()
+                ver = h.docker.version()
+                self._engine[h.name] = (t0, info, ver)
             ids = h.cached_ids()
             if ids is None:
                 self._read_ids(h)  # off the heartbeat's path: a busy node takes seconds per command
@@ -189,6 +201,8 @@ class Fleet:
                 self._pool.submit(self.nodes[name].ssh.close)
             out[name] = r
             self._last_probe[name] = r.ok
+            if not r.ok:
+                self._engine.pop(name, None)  # a node back from a failure reports itself afresh
             if r.ok and r.info:
                 self.last_info[name] = r.info
         return out
