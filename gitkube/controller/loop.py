@@ -18,7 +18,7 @@ from gitkube.controller.quiet import QuietMark
 from gitkube.nodes.fleetlock import FleetLock, engine_key, holder_name
 from gitkube.nodes.inventory import NodeConfig
 from gitkube.nodes.kubelet.runtime import PodRuntime
-from gitkube.nodes.transport.fleet import Fleet
+from gitkube.nodes.transport.fleet import Fleet, node_facts
 from gitkube.reconcile.plan import Observation, PassPlan, SyncSummary, plan_pass
 from gitkube.reconcile.scheduler import Scheduler
 from gitkube.source.secrets import identity_path, load_identities
@@ -68,6 +68,7 @@ class Controller:
         self.quiet: QuietMark | None = None  # set by a full pass that changed nothing (gitkube.controller.quiet)
         self.quiet_passes = 0  # passes that needed no planning, since this controller started
         self._inventory: list[NodeConfig] | None = None  # the nodes the last observe read
+        self._probed: dict | None = None  # the heartbeats the last observe used
 
     def close(self) -> None:
         """Shut down what this controller started, in order (see the class docstring)."""
@@ -124,8 +125,10 @@ class Controller:
             if offline:
                 seen = observer.observe_offline(nodes, read[0])
             else:
-                seen, calls = observer.observe_nodes(self._ensure_fleet(nodes), self.runtimes, nodes, read[0],
-                                                     self.probe_timeout, probes=probes)
+                fleet = self._ensure_fleet(nodes)
+                self._probed = probes = probes if probes is not None else fleet.probe(timeout=self.probe_timeout)
+                seen, calls = observer.observe_nodes(fleet, self.runtimes, nodes, read[0], self.probe_timeout,
+                                                     probes=probes)
         now = now or time.time()
         if not offline:
             for n in seen:
@@ -217,8 +220,8 @@ class Controller:
             return None, None
         probes = self.fleet.probe(timeout=self.probe_timeout)
         names = sorted(m.seen)
-        if set(probes) != set(names) or not all(p.ok for p in probes.values()):
-            return None, probes
+        if {n: node_facts(p) for n, p in probes.items()} != m.facts:
+            return None, probes  # a node down, back, or reporting other capacity or identity
 
         def look(h):
             calls0 = h.docker.calls
@@ -271,7 +274,8 @@ class Controller:
             instruments.revision_refused()
         done = self.apply(plan, obs)
         if state is not None and self.store.state_version() == state:
-            self.quiet = q.quiet_mark(plan, obs, done, state, tuple(self._inventory or ()), self.runtimes, obs.now)
+            self.quiet = q.quiet_mark(plan, obs, done, state, tuple(self._inventory or ()), self.runtimes, obs.now,
+                                      self._probed)
         report.node_actions = {n: list(a) for n, a in done.executed.items()}
         report.node_errors = {**plan.node_errors, **done.node_errors}
         report.seconds = time.monotonic() - t0

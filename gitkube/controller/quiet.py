@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gitkube.controller.apply import Applied, NodeOutcome, _pulls_after, _waiting_after, node_writes
 from gitkube.nodes.kubelet.runtime import Execution
+from gitkube.nodes.transport.fleet import node_facts
 from gitkube.reconcile.plan import Observation, PassPlan, Write, plan_endpoints
 
 FULL_PASS_EVERY = 30.0  # seconds: a full pass at least this often, whatever the inputs say
@@ -39,6 +40,7 @@ class QuietMark:
     readiness: dict
     waiting: dict
     hbs: dict  # the heartbeat records as last written
+    facts: dict  # node -> what its heartbeat showed of it (fleet.node_facts)
     due: float  # wall time by which a full pass must run
     plan: PassPlan
 
@@ -48,8 +50,10 @@ def is_noop(writes: list[Write] | tuple[Write, ...]) -> bool:
 
 
 def quiet_mark(plan: PassPlan, obs: Observation, done: Applied, state: int, nodes: tuple, runtimes: dict,
-               started: float) -> QuietMark | None:
+               started: float, probes: dict | None) -> QuietMark | None:
     """The mark of a full pass that changed nothing, None when it changed something (or could not tell)."""
+    if probes is None or set(probes) != set(obs.nodes):
+        return None
     if plan.refused or obs.offline or obs.desired is None or plan.evictions or plan.node_errors or done.node_errors:
         return None
     hbs = next((w.args[1] for w in plan.writes if w.op == "kv" and w.args[0] == "heartbeats"), None)
@@ -67,7 +71,8 @@ def quiet_mark(plan: PassPlan, obs: Observation, done: Applied, state: int, node
     if plan.next_due is not None:
         due = min(due, plan.next_due)
     return QuietMark(sha=obs.sha, nodes=nodes, state=state, seen=seen, readiness=dict(obs.readiness),
-                     waiting=dict(obs.waiting), hbs=hbs, due=due, plan=plan)
+                     waiting=dict(obs.waiting), hbs=hbs, due=due, plan=plan,
+                     facts={n: node_facts(p) for n, p in probes.items()})
 
 
 def renewed(hbs: dict, names, now: float) -> dict:

@@ -15,6 +15,7 @@ from tests.integration.test_control_loops import (
     cleaned_up,
     pod_yaml,
     rc_yaml,
+    running,
 )
 
 MUTATING = {"create", "start", "stop", "kill", "die", "destroy", "restart", "pause", "unpause", "rename", "update"}
@@ -174,3 +175,48 @@ def test_status_in_each_state(fleet, tmp_path):
         assert code == 1 and "refused" in out and "broken.yaml" in out and f"revision applied: {good}" in out, out
         r = cl.gk("status", "--repo", str(tmp_path / "nowhere"), "--inventory", str(fleet.inventory), check=False)
         assert r.returncode == 2, r.stdout + r.stderr
+
+
+def test_quiet_passes_list_nothing_and_a_container_killed_behind_gitkubes_back_is_seen_by_its_event(fleet, tmp_path):
+    """A controller (in this process, on the real nodes) whose world has settled makes quiet passes: no container
+    list on any node (each engine's event stream says nothing changed) and no planning. A container killed with the
+    test's own docker CLI, not through gitkube, is seen through the event stream at once (well before the 10 s
+    re-list), and the next pass plans in full and restarts it."""
+    from gitkube.controller import Controller, Source
+    from gitkube.nodes.kubelet.runtime import RELIST_SECONDS
+
+    wt = WorkTree(tmp_path / "work")
+    cl = Cluster(fleet, tmp_path, repo=wt.path)
+    wt.commit({"q1.yaml": pod_yaml("q1", nodeName="n1"), "q2.yaml": pod_yaml("q2", nodeName="n2")}, "two pods")
+    with cleaned_up(cl, wt):
+        cl.apply("--wait", "--timeout", "120", timeout=200)
+        ctrl = Controller(str(cl.state), Source(str(wt.path), None, "manifests", str(fleet.inventory)))
+        try:
+            reps = [ctrl.reconcile() for _ in range(4)]
+            assert reps[-1].quiet, [r.summary() for r in reps]
+            quiet = [ctrl.reconcile() for _ in range(3)]
+            assert all(r.quiet and r.summary() == "no changes" for r in quiet)
+            assert all(set(r.api_calls.values()) == {0} for r in quiet), [r.api_calls for r in quiet]
+            cid = fleet.docker("n1", "ps", "-q", "--no-trunc", "--filter", "label=io.gitkube.container.name=app",
+                               "--filter", "label=io.gitkube.pod.name=q1").stdout.split()
+            assert len(cid) == 1, cid
+            t_kill = time.monotonic()
+            assert fleet.docker("n1", "kill", cid[0]).returncode == 0
+            seen_after = None
+            while time.monotonic() - t_kill < RELIST_SECONDS:
+                rep = ctrl.reconcile()
+                if not rep.quiet:
+                    seen_after = time.monotonic() - t_kill
+                    break
+                time.sleep(0.1)
+            assert seen_after is not None and seen_after < RELIST_SECONDS / 2, seen_after
+            print(f"\nquiet pass: killed container seen {seen_after:.2f}s after the kill")
+
+            def restarted():
+                ctrl.reconcile()
+                p = next(p for p in cl.pods() if p["metadata"]["name"] == "q1")
+                return running(p) and p["status"]["containerStatuses"][0]["restartCount"] == 1
+
+            eventually(restarted, timeout=60, interval=0.5, what="q1 restarted by a full pass")
+        finally:
+            ctrl.close()

@@ -19,6 +19,7 @@ DEFAULT_MAX_PODS = 110
 KUBELET_VERSION = "gitkube"  # what a node's kubelet (and proxy) version reads as: gitkube runs both
 
 
+HEARTBEAT_SECONDS = 1.0  # a node's heartbeat is shared by the passes within this long of it
 INFO_REFRESH_SECONDS = 10.0  # how long an engine's info/version stand for it (nodeStatusUpdateFrequency)
 
 
@@ -109,6 +110,7 @@ class Fleet:
         self._probe_lock = threading.Lock()
         self._ids_reading: dict[str, cf.Future] = {}  # node -> its host identity read in flight
         self._engine: dict[str, tuple[float, dict, dict]] = {}  # node -> (when, info, version) last read
+        self._answered: dict[str, tuple[float, ProbeResult]] = {}  # node -> its last successful heartbeat
 
     def __getitem__(self, name: str) -> NodeHandle:
         return self.nodes[name]
@@ -142,7 +144,10 @@ class Fleet:
         every pass (and a push's effect on the healthy nodes) for the full SSH connect timeout. A node this process
         has never probed is waited for up to `first_timeout`: its first heartbeat opens the SSH connection (key
         exchange, authentication, the host's identity), which on a loaded machine or a slow link takes longer than
-        a heartbeat over a warm one, and a one-shot `apply` must not call a node unreachable for that."""
+        a heartbeat over a warm one, and a one-shot `apply` must not call a node unreachable for that.
+
+        A node that answered less than HEARTBEAT_SECONDS ago is not asked again: passes closer together than that
+        share its heartbeat, as the kubelet's heartbeat runs on its own period, not once per controller pass."""
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
@@ -162,8 +167,11 @@ class Fleet:
 
         t0 = time.monotonic()
         futs: dict[str, cf.Future] = {}
+        recent = {n: r for n, (t, r) in self._answered.items() if t0 - t < HEARTBEAT_SECONDS and n in self.nodes}
         with self._probe_lock:
             for name, h in self.nodes.items():
+                if name in recent:
+                    continue
                 f = self._probing.get(name)
                 # A finished attempt is history, unless it is a success of a slow or returning node that came in
                 # since the last look (within `timeout`): then it is this heartbeat.
@@ -181,7 +189,7 @@ class Fleet:
         cf.wait([f for n, f in futs.items() if n not in down], timeout=max(0.0, timeout - (time.monotonic() - t0)))
         if first:
             cf.wait(first, timeout=max(0.0, max(timeout, first_timeout) - (time.monotonic() - t0)))
-        out = {}
+        out = dict(recent)
         for name, f in futs.items():
             if f.done():
                 try:
@@ -203,6 +211,9 @@ class Fleet:
             self._last_probe[name] = r.ok
             if not r.ok:
                 self._engine.pop(name, None)  # a node back from a failure reports itself afresh
+                self._answered.pop(name, None)
+            else:
+                self._answered[name] = (time.monotonic(), r)
             if r.ok and r.info:
                 self.last_info[name] = r.info
         return out
@@ -221,6 +232,16 @@ class Fleet:
         for h in self.nodes.values():
             h.docker.close()
             h.ssh.close()
+
+
+def node_facts(probe: ProbeResult | None) -> tuple:
+    """What of a heartbeat the Node object shows (capacity, nodeInfo): equal facts, equal Node."""
+    if probe is None or not probe.ok:
+        return (False,)
+    info, ver = probe.info or {}, probe.version or {}
+    return (True, *(info.get(k) for k in ("NCPU", "MemTotal", "OSType", "KernelVersion", "OperatingSystem",
+                                          "ServerVersion", "Architecture")),
+            ver.get("Arch"), ver.get("Version"), tuple(sorted((probe.ids or {}).items())))
 
 
 def node_object(cfg: NodeConfig, probe: ProbeResult | None, previous: dict | None = None, ready_override: str | None = None) -> dict:
