@@ -13,8 +13,10 @@ from prometheus_client import Counter, Histogram
 log = logging.getLogger(__name__)
 
 RECONCILE_PASSES = Counter("gitkube_reconcile_passes", "Reconcile passes run by this process.")
+RECONCILE_QUIET = Counter("gitkube_reconcile_quiet_passes", "Reconcile passes that had nothing to plan (nothing "
+                          "moved since a pass that changed nothing).")
 RECONCILE_DURATION = Histogram("gitkube_reconcile_pass_duration_seconds", "Wall time of one reconcile pass.",
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 RECONCILE_ERRORS = Counter("gitkube_reconcile_errors", "Reconcile pass errors by kind: revision_refused, "
                            "node_sync (a node that could not be synced), services (its data plane), pass (the pass "
                            "raised).", ["kind"])
@@ -54,6 +56,8 @@ def pass_done(report, seconds: float, raised: bool = False) -> None:
     if raised or report is None:
         RECONCILE_ERRORS.labels("pass").inc()
         return
+    if getattr(report, "quiet", False):
+        RECONCILE_QUIET.inc()
     if report.refused:
         RECONCILE_ERRORS.labels("revision_refused").inc()
     for why in (report.node_errors or {}).values():

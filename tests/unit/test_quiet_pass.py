@@ -3,26 +3,14 @@ inputs have not moved plans nothing; anything that moved (a container, the revis
 brings back the full pass, and GITKUBE_VERIFY_QUIET catches a quiet pass that should not have been."""
 from __future__ import annotations
 
-import functools
 import time
 
 import pytest
-import yaml
 
-from gitkube.controller import Controller, Source
+from gitkube import instruments
 from gitkube.controller import quiet as q
 from gitkube.reconcile.plan import NODE_STATUS_UPDATE_SECONDS, time_due
-from tests.unit._gitrepo import commit_files
-from tests.unit.fakenode import FakeFleet
-
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc0V1d2Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1"
-
-
-def pod(name: str, node: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "restartPolicy": "Always",
-                     "containers": [{"name": "app", "image": "gitkube/busybox:latest", "imagePullPolicy": "Never",
-                                     "command": ["sleep", "1000"]}]}}
+from tests.unit.test_controller_pass import pod, world  # noqa: F401 - the FakeNode world (inventory, repo)
 
 
 def rc(name: str, replicas: int, min_ready: int = 0) -> dict:
@@ -35,29 +23,16 @@ def rc(name: str, replicas: int, min_ready: int = 0) -> dict:
 
 
 @pytest.fixture
-def world(tmp_path):
-    ident = tmp_path / "id"
-    ident.write_text("key")
-    inv = tmp_path / "inventory.yaml"
-    inv.write_text(yaml.safe_dump({"apiVersion": "gitkube/v1", "kind": "Inventory",
-                                   "defaults": {"user": "root", "identityFile": str(ident)},
-                                   "nodes": [{"name": n, "address": {"host": f"198.18.9.{i + 11}", "port": 22},
-                                              "hostKeys": [KEY]} for i, n in enumerate(("n1", "n2"))]}))
-    repo = tmp_path / "repo"
-
-    def commit(*objs):
-        commit_files(str(repo), {f"manifests/{o['metadata']['name']}.yaml": yaml.safe_dump(o) for o in objs})
-
-    ctrls = []
+def setup(world):  # noqa: F811 - pytest's fixture, imported above
+    commit, make = world
+    made = []
 
     def controller():
-        c = Controller(str(tmp_path / "state"), Source(str(repo), None, "manifests", str(inv)),
-                       fleet_factory=FakeFleet)
-        ctrls.append(c)
-        return c
+        made.append(make())
+        return made[-1]
 
     yield commit, controller
-    for c in ctrls:
+    for c in made:
         c.close()
 
 
@@ -70,9 +45,9 @@ def settle(ctrl, now=None, limit=6):
     raise AssertionError(f"no quiet pass in {limit}: {rep.summary()}")
 
 
-def test_nothing_moved_means_no_planning_and_only_the_heartbeats_written(world):
-    commit, controller = world
-    commit(pod("a", "n1"), pod("b", "n2"))
+def test_nothing_moved_means_no_planning_and_only_the_heartbeats_written(setup):
+    commit, controller = setup
+    commit(pod("a", node="n1"), pod("b", node="n2"))
     ctrl = controller()
     rep = ctrl.reconcile()
     assert not rep.quiet and sum(len(a) for a in rep.node_actions.values()) == 4
@@ -80,8 +55,10 @@ def test_nothing_moved_means_no_planning_and_only_the_heartbeats_written(world):
     rv = ctrl.store.resource_version()
     revisions = len(ctrl.store.revisions(limit=100))
     before = ctrl.store.kv_get("heartbeats")["n1"]["last_success"]
+    counted = instruments.RECONCILE_QUIET._value.get()
     time.sleep(0.01)
     rep = ctrl.reconcile()
+    assert instruments.RECONCILE_QUIET._value.get() == counted + 1  # gitkube_reconcile_quiet_passes_total
     assert rep.quiet and rep.summary() == "no changes" and rep.next_due is not None
     assert ctrl.store.resource_version() == rv, "a quiet pass wrote an object"
     assert len(ctrl.store.revisions(limit=100)) == revisions, "the same revision was recorded again"
@@ -89,9 +66,9 @@ def test_nothing_moved_means_no_planning_and_only_the_heartbeats_written(world):
     assert ctrl.quiet_passes >= 2
 
 
-def test_a_container_that_died_brings_back_the_full_pass_and_is_restarted(world):
-    commit, controller = world
-    commit(pod("a", "n1"))
+def test_a_container_that_died_brings_back_the_full_pass_and_is_restarted(setup):
+    commit, controller = setup
+    commit(pod("a", node="n1"))
     ctrl = controller()
     settle(ctrl)
     d = ctrl.fleet["n1"].docker
@@ -102,19 +79,19 @@ def test_a_container_that_died_brings_back_the_full_pass_and_is_restarted(world)
     assert [type(a).__name__ for a in rep.node_actions["n1"]] == ["StartContainer"]
 
 
-def test_a_new_revision_brings_back_the_full_pass(world):
-    commit, controller = world
-    commit(pod("a", "n1"))
+def test_a_new_revision_brings_back_the_full_pass(setup):
+    commit, controller = setup
+    commit(pod("a", node="n1"))
     ctrl = controller()
     settle(ctrl)
-    commit(pod("a", "n1"), pod("b", "n2"))
+    commit(pod("a", node="n1"), pod("b", node="n2"))
     rep = ctrl.reconcile()
     assert not rep.quiet and rep.synced.added == (("Pod", "default", "b"),)
 
 
-def test_the_clock_brings_back_the_full_pass(world):
-    commit, controller = world
-    commit(pod("a", "n1"))
+def test_the_clock_brings_back_the_full_pass(setup):
+    commit, controller = setup
+    commit(pod("a", node="n1"))
     ctrl = controller()
     rep = settle(ctrl)
     assert rep.next_due <= time.time() + q.FULL_PASS_EVERY
