@@ -1,9 +1,10 @@
-"""What the benches share: `gitkube` and `git` as subprocesses. `gk` runs in the state dir's parent (a temp dir),
+"""What the benches share: `gitkube` and `git` as subprocesses, and settling a controller into quiet passes. `gk` runs in the state dir's parent (a temp dir),
 so no bench picks up the checkout's ./inventory.yaml by accident: each passes its inventory explicitly."""
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -24,3 +25,14 @@ def git(cwd: Path, *args: str) -> str:
     if r.returncode != 0:
         raise SystemExit(f"git {args}: {r.stderr}")
     return r.stdout.strip()
+
+
+def settle(ctrl, quiet_in_a_row: int = 3, limit: float = 20.0) -> None:
+    """Passes until `quiet_in_a_row` in a row were quiet (gitkube.controller.quiet), for at most `limit` seconds: a
+    new controller's first passes still take in what arrives late (each node's host identity, read in the
+    background)."""
+    t0, run = time.monotonic(), 0
+    while run < quiet_in_a_row and time.monotonic() - t0 < limit:
+        run = run + 1 if ctrl.reconcile().quiet else 0
+        time.sleep(0.2)
+

@@ -40,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._cli import git, gk  # noqa: E402
+from bench._cli import git, gk, settle  # noqa: E402
 
 
 def pod_spec() -> dict:
@@ -93,9 +93,7 @@ def noop_passes(state: Path, repo: Path, inventory: Path, passes: int) -> None:
     try:
         rep = ctrl.reconcile()  # warm: SSH connections and the inspect caches, as in a long-running serve
         print(f"  warm-up pass: {rep.seconds:.3f}s ({rep.summary()})")
-        for _ in range(5):  # until a pass changed nothing: the passes after it are quiet (gitkube.controller.quiet)
-            if ctrl.reconcile().quiet:
-                break
+        settle(ctrl)
         runs = {}
         for mode in ("quiet", "full"):
             walls, sync_calls, all_calls, kinds = [], [], [], []
