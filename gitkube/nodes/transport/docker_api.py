@@ -154,6 +154,10 @@ class NodeDocker:
         tok = self._events.token()
         return None if tok is None else (tok, self.mutations)
 
+    def watching(self) -> bool:
+        """Whether this engine's container event stream is open (a broken one is the first sign of a lost node)."""
+        return self._events is not None and self._events.token() is not None
+
     def _mutate(self, fn, *args, **kwargs):
         with self._lock:
             self.mutations += 1

@@ -146,8 +146,10 @@ class Fleet:
         exchange, authentication, the host's identity), which on a loaded machine or a slow link takes longer than
         a heartbeat over a warm one, and a one-shot `apply` must not call a node unreachable for that.
 
-        A node that answered less than HEARTBEAT_SECONDS ago is not asked again: passes closer together than that
-        share its heartbeat, as the kubelet's heartbeat runs on its own period, not once per controller pass."""
+        A node that answered less than HEARTBEAT_SECONDS ago, and whose container event stream is still open, is
+        not asked again: passes closer together than that share its heartbeat, as the kubelet's heartbeat runs on
+        its own period, not once per controller pass. A broken stream (the first sign of a lost node) means a
+        heartbeat now."""
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
@@ -167,7 +169,8 @@ class Fleet:
 
         t0 = time.monotonic()
         futs: dict[str, cf.Future] = {}
-        recent = {n: r for n, (t, r) in self._answered.items() if t0 - t < HEARTBEAT_SECONDS and n in self.nodes}
+        recent = {n: r for n, (t, r) in self._answered.items()
+                  if t0 - t < HEARTBEAT_SECONDS and n in self.nodes and _watching(self.nodes[n])}
         with self._probe_lock:
             for name, h in self.nodes.items():
                 if name in recent:
@@ -232,6 +235,11 @@ class Fleet:
         for h in self.nodes.values():
             h.docker.close()
             h.ssh.close()
+
+
+def _watching(h: NodeHandle) -> bool:
+    watching = getattr(h.docker, "watching", None)
+    return bool(watching and watching())
 
 
 def node_facts(probe: ProbeResult | None) -> tuple:
