@@ -228,7 +228,13 @@ class Controller:
             rt = self.runtimes[h.name]
             return (tuple(rt.observe()), rt.system, rt.foreign), h.docker.calls - calls0
 
-        seen = self.fleet.map(look, names, timeout=60)
+        seen = {}
+        for n in names:  # what each node's event stream vouches for needs no call, nor a thread
+            rt = self.runtimes[n]
+            if (c := rt.cached()) is not None:
+                seen[n] = ((tuple(c), rt.system, rt.foreign), 0)
+        if len(seen) < len(names):
+            seen.update(self.fleet.map(look, [n for n in names if n not in seen], timeout=60))
         if any(isinstance(r, Exception) or r[0] != m.seen[n] for n, r in seen.items()):
             return None, probes
         if q.verifying():

@@ -174,11 +174,9 @@ class PodRuntime:
 
         Where the engine's event stream is open (NodeDocker.change_token), the last list stands while no container
         of gitkube's changed since, for up to RELIST_SECONDS: then a look costs no call at all."""
-        token_of = getattr(self.d, "change_token", None)
-        token = token_of([f"{MANAGED}=true"]) if token_of is not None else None
-        last = self._listed
-        if token is not None and last is not None and last[0] == token and time.monotonic() - last[1] < RELIST_SECONDS:
-            return list(last[2])
+        token, cached = self._cached()
+        if cached is not None:
+            return cached
         t_list = time.monotonic()
         raw = self.d.list([f"{MANAGED}=true"])
         out, keep, foreign, system = [], set(), 0, []
@@ -211,6 +209,19 @@ class PodRuntime:
         self.system = tuple(sorted(system))
         self._listed = (token, t_list, tuple(out)) if token is not None else None
         return out
+
+    def _cached(self) -> tuple[object, list[ObservedContainer] | None]:
+        """(the engine's change token, the last list when it still stands: no call made)."""
+        token_of = getattr(self.d, "change_token", None)
+        token = token_of([f"{MANAGED}=true"]) if token_of is not None else None
+        last = self._listed
+        if token is not None and last is not None and last[0] == token and time.monotonic() - last[1] < RELIST_SECONDS:
+            return token, list(last[2])
+        return token, None
+
+    def cached(self) -> list[ObservedContainer] | None:
+        """What observe() would return without a Docker call, or None when it must list the node."""
+        return self._cached()[1]
 
     @staticmethod
     def _from_list(c: dict, hints: dict[str, dict]) -> ObservedContainer | None:
