@@ -218,10 +218,14 @@ class Controller:
             return None, None
         if any(rt.has_news() for rt in self.runtimes.values()):
             return None, None
-        probes = self.fleet.probe(timeout=self.probe_timeout)
+        # A node whose containers its event stream vouches for gets no call this pass: it may share the heartbeat
+        # of a pass less than a second ago. A node that needs a list gets a heartbeat first.
+        probes = self.fleet.probe(timeout=self.probe_timeout,
+                                  share=lambda n: n in self.runtimes and self.runtimes[n].cached() is not None)
         names = sorted(m.seen)
+        fresh = probes if not getattr(self.fleet, "last_shared", None) else None  # what a full pass may reuse
         if {n: node_facts(p) for n, p in probes.items()} != m.facts:
-            return None, probes  # a node down, back, or reporting other capacity or identity
+            return None, fresh  # a node down, back, or reporting other capacity or identity
 
         def look(h):
             calls0 = h.docker.calls
@@ -236,7 +240,7 @@ class Controller:
         if len(seen) < len(names):
             seen.update(self.fleet.map(look, [n for n in names if n not in seen], timeout=60))
         if any(isinstance(r, Exception) or r[0] != m.seen[n] for n, r in seen.items()):
-            return None, probes
+            return None, fresh
         if q.verifying():
             self._verify_quiet(wall, probes)
         self._lock_nodes(names, wall)

@@ -226,7 +226,7 @@ class FakeFleet:
                 out[n] = e
         return out
 
-    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5) -> dict:
+    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5, share=None) -> dict:
         out = {}
         for n, h in self.nodes.items():
             if n in self.down:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timezone
 
 from gitkube.api.views import find_condition
@@ -111,6 +112,7 @@ class Fleet:
         self._ids_reading: dict[str, cf.Future] = {}  # node -> its host identity read in flight
         self._engine: dict[str, tuple[float, dict, dict]] = {}  # node -> (when, info, version) last read
         self._answered: dict[str, tuple[float, ProbeResult]] = {}  # node -> its last successful heartbeat
+        self.last_shared: set[str] = set()  # nodes whose heartbeat the last probe() shared (see there)
 
     def __getitem__(self, name: str) -> NodeHandle:
         return self.nodes[name]
@@ -134,7 +136,8 @@ class Fleet:
             self.nodes[name].ssh.close()  # a hung transport is dropped; the next call reconnects
         return out
 
-    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5, first_timeout: float = 20.0) -> dict[str, ProbeResult]:
+    def probe(self, timeout: float = 8.0, down_timeout: float = 0.5, first_timeout: float = 20.0,
+              share: Callable[[str], bool] | None = None) -> dict[str, ProbeResult]:
         """One heartbeat of every node, bounded in time: a ping of its engine over the warm connection, and the
         engine's info and version (the Node's capacity and nodeInfo) when those are older than INFO_REFRESH_SECONDS,
         as the kubelet reports its node status every 10 s.
@@ -146,10 +149,12 @@ class Fleet:
         exchange, authentication, the host's identity), which on a loaded machine or a slow link takes longer than
         a heartbeat over a warm one, and a one-shot `apply` must not call a node unreachable for that.
 
-        A node that answered less than HEARTBEAT_SECONDS ago, and whose container event stream is still open, is
-        not asked again: passes closer together than that share its heartbeat, as the kubelet's heartbeat runs on
-        its own period, not once per controller pass. A broken stream (the first sign of a lost node) means a
-        heartbeat now."""
+        With `share`, a node for which share(name) is true (a caller that will make no other call to it), that
+        answered less than HEARTBEAT_SECONDS ago and whose container event stream is still open is not asked again:
+        passes closer together than that share its heartbeat, as the kubelet's heartbeat runs on its own period, not
+        once per controller pass. A broken stream (the first sign of a lost node) means a heartbeat now; so does a
+        node the caller is about to call, so that no call goes to a node not heard from just before.
+        `last_shared` names the nodes whose heartbeat was shared."""
 
         def one(h: NodeHandle) -> ProbeResult:
             t0 = time.monotonic()
@@ -169,8 +174,9 @@ class Fleet:
 
         t0 = time.monotonic()
         futs: dict[str, cf.Future] = {}
-        recent = {n: r for n, (t, r) in self._answered.items()
-                  if t0 - t < HEARTBEAT_SECONDS and n in self.nodes and _watching(self.nodes[n])}
+        recent = {n: r for n, (t, r) in self._answered.items() if share is not None and t0 - t < HEARTBEAT_SECONDS
+                  and n in self.nodes and _watching(self.nodes[n]) and share(n)}
+        self.last_shared = set(recent)
         with self._probe_lock:
             for name, h in self.nodes.items():
                 if name in recent:
