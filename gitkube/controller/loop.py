@@ -69,6 +69,7 @@ class Controller:
         self.quiet_passes = 0  # passes that needed no planning, since this controller started
         self._inventory: list[NodeConfig] | None = None  # the nodes the last observe read
         self._probed: dict | None = None  # the heartbeats the last observe used
+        self._last_rev = None  # the last Revision read (reused while its commit is the one the source names)
 
     def close(self) -> None:
         """Shut down what this controller started, in order (see the class docstring)."""
@@ -112,8 +113,7 @@ class Controller:
                 ) -> tuple[Observation, dict[str, int]]:
         """One snapshot (offline: from the store alone, no node contacted; `probes`: this pass's heartbeats, already
         made). Also each node's Docker list calls."""
-        rev, nodes, problems = observer.read_revision(self.source, self.identities,
-                                                      self.store.state_dir if self.store.writer else None)
+        rev, nodes, problems = self._read_revision()
         self._inventory = nodes
         if rev is not None and not rev.problems:
             self.config = rev.config
@@ -138,6 +138,15 @@ class Controller:
                                 waiting=self.waiting, offline=offline, now=now, first_seen=self.first_seen,
                                 config=self.config)
         return obs, calls
+
+    def _read_revision(self):
+        """observer.read_revision, keeping the last Revision read: an unchanged commit is not read again."""
+        rev, nodes, problems = observer.read_revision(self.source, self.identities,
+                                                      self.store.state_dir if self.store.writer else None,
+                                                      reuse=self._last_rev)
+        if rev is not None:
+            self._last_rev = rev
+        return rev, nodes, problems
 
     def plan(self, obs: Observation) -> PassPlan:
         return plan_pass(obs, grace_period=self.grace_period, eviction_timeout=self.eviction_timeout,
@@ -212,8 +221,7 @@ class Controller:
             return None, None
         if (self.probes.readiness() if self.probes is not None else {}) != m.readiness or self.waiting != m.waiting:
             return None, None
-        rev, nodes, _ = observer.read_revision(self.source, self.identities,
-                                               self.store.state_dir if self.store.writer else None)
+        rev, nodes, _ = self._read_revision()
         if rev is None or rev.problems or rev.sha != m.sha or tuple(nodes) != m.nodes:
             return None, None
         if any(rt.has_news() for rt in self.runtimes.values()):

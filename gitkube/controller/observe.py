@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 KV_KEYS = ("heartbeats", "bindings", "image_pulls", "service_alloc", "cluster_dns", "last_refused")
 
 
-def load_source(source: Source, identities=None, cache_dir: str | None = None):
+def load_source(source: Source, identities=None, cache_dir: str | None = None, reuse=None):
     """The revision (validated; *.age manifests decrypted with `identities`) and the inventory nodes it names (from
-    the revision when it holds one); raises InvalidInput for a bad inventory, SourceError for an unreadable repo."""
+    the revision when it holds one); raises InvalidInput for a bad inventory, SourceError for an unreadable repo.
+    `reuse`: the Revision the caller loaded last from the same source (kept when its commit is still the one)."""
     rev = load_revision(source.repo, source.rev, source.path, extra_files=(source.inventory,), identities=identities,
-                        cache_dir=cache_dir)
+                        cache_dir=cache_dir, reuse=reuse)
     inv_text = (rev.files or {}).get(source.inventory)
     text = inv_text.decode() if isinstance(inv_text, bytes) else inv_text
     return rev, load_inventory(source.inventory, text=text)
@@ -111,11 +112,12 @@ def snapshot(store: Store, read: tuple[dict, dict, dict], *, rev=None, problems=
         applied_sha=store.applied_revision())
 
 
-def read_revision(source: Source, identities=None, cache_dir: str | None = None):
+def read_revision(source: Source, identities=None, cache_dir: str | None = None, reuse=None):
     """(revision, nodes, problems): a bad inventory gives (None, None, its problems). With `cache_dir` (the state
-    dir, when this process is its writer) parsed manifests come from its manifest cache."""
+    dir, when this process is its writer) parsed manifests come from its manifest cache; see load_source for
+    `reuse`."""
     try:
-        rev, nodes = load_source(source, identities, cache_dir)
+        rev, nodes = load_source(source, identities, cache_dir, reuse)
     except InvalidInput as e:
         return None, None, list(e.problems)
     return rev, nodes, []

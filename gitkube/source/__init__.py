@@ -121,9 +121,11 @@ class _Contents:
 def load_revision(repo: str, rev: str | None = None, path: str = "manifests",
                   extra_files: tuple[str, ...] = ("inventory.yaml",), max_bytes: int = DEFAULT_MAX_BYTES,
                   max_alias_nodes: int = DEFAULT_MAX_ALIAS_NODES, identities: Identities | None = None,
-                  cache_dir: str | None = None) -> Revision:
+                  cache_dir: str | None = None, reuse: Revision | None = None) -> Revision:
     """Decides which objects revision `rev` of `repo` declares under `path`; raises SourceError if the revision
-    cannot be read. With `cache_dir` (a state dir), files and trees already parsed are taken from its manifest cache."""
+    cannot be read. With `cache_dir` (a state dir), files and trees already parsed are taken from its manifest cache.
+    `reuse`: a Revision this caller loaded before with the same arguments; returned as it is when `rev` still names
+    its commit (a commit's content never changes), so an unchanged revision costs one ref lookup."""
     params = (max_bytes, max_alias_nodes)  # everything besides the bytes that decides what a file defines
     cache = open_cache(cache_dir, params)
     pause = gc_paused()
@@ -132,6 +134,8 @@ def load_revision(repo: str, rev: str | None = None, path: str = "manifests",
         r = open_repo(repo)
         try:
             commit = resolve(r, rev)
+            if reuse is not None and reuse.sha == commit.id.decode():
+                return reuse
             walk = walk_manifests(r, commit, path, max_bytes, cache.tree if cache else None,
                                   cache.blobs if cache else None)
             extras = {}

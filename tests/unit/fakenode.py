@@ -36,6 +36,7 @@ class FakeDocker:
         self.lock = threading.Lock()
         self._ip = itertools.count(2)
         self.subnet = subnet
+        self.gen = 0  # container changes so far (the event stream's count, when enable_events() was called)
 
     @property
     def calls(self) -> int:
@@ -44,6 +45,14 @@ class FakeDocker:
     def _rec(self, verb: str, *args) -> None:
         with self.lock:
             self.log.append((verb, args))
+            if verb in ("create", "start", "stop", "kill", "restart", "remove"):
+                self.gen += 1
+
+    def enable_events(self) -> None:
+        """Offer NodeDocker's change token (its event stream, always open here): the runtime then lists only after
+        a change."""
+        self.change_token = lambda labels: self.gen
+        self.watching = lambda: True
 
     def verbs(self, since: int = 0) -> list[str]:
         return [v for v, _ in self.log[since:]]
@@ -173,6 +182,7 @@ class FakeDocker:
     def exit(self, cid: str, code: int) -> None:
         """A container exits by itself (a crash)."""
         self.containers[cid]["State"].update(Status="exited", ExitCode=code, FinishedAt=_iso(time.time()))
+        self.gen += 1
 
 
 @dataclass
