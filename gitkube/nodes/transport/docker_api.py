@@ -103,10 +103,11 @@ class ContainerEvents:
 
     def _run(self) -> None:
         pause = 1.0
+        api = self._docker.stream_client()
         while not self._closed:
             try:
-                stream = self._docker.api.events(decode=True, filters={"type": ["container"], "label": self._labels,
-                                                                       "event": list(STATE_EVENTS)})
+                stream = api.events(decode=True, filters={"type": ["container"], "label": self._labels,
+                                                          "event": list(STATE_EVENTS)})
                 self._resp = stream
                 self._bump(True)  # a new stream: what happened before it is unknown, so the next look lists
                 pause = 1.0
@@ -118,6 +119,7 @@ class ContainerEvents:
             finally:
                 self._bump(False)
             time.sleep(pause)
+        api.close()
 
     def close(self) -> None:
         self._closed = True
@@ -135,15 +137,25 @@ class NodeDocker:
 
     def __init__(self, ssh: SSHConnection, docker_host: str | None = None, timeout: float = 30.0):
         self.ssh = ssh
-        dial = ["docker"] + (["-H", docker_host] if docker_host else []) + ["system", "dial-stdio"]
-        self.api = docker.APIClient(base_url="tcp://127.0.0.1:1", version=API_VERSION, timeout=timeout)
-        self.api.mount(BASE_URL, _ChannelAdapter(ssh, dial, timeout))
-        self.api.base_url = BASE_URL
+        self._dial = ["docker"] + (["-H", docker_host] if docker_host else []) + ["system", "dial-stdio"]
+        self.api = self._client(timeout, maxsize=8)
         self.calls = 0
         self.mutations = 0  # container-changing calls made through this client (see change_token)
         self._events: ContainerEvents | None = None
         self._lock = threading.Lock()
         self.api.hooks["response"].append(self._count)
+
+    def _client(self, timeout: float | None, maxsize: int) -> docker.APIClient:
+        """An SDK client whose requests go over dial-stdio channels of this node's SSH connection (pooled)."""
+        api = docker.APIClient(base_url="tcp://127.0.0.1:1", version=API_VERSION, timeout=timeout)
+        api.mount(BASE_URL, _ChannelAdapter(self.ssh, self._dial, timeout, maxsize))
+        api.base_url = BASE_URL
+        return api
+
+    def stream_client(self) -> docker.APIClient:
+        """A client of its own for a long-lived stream (events): it holds its channel without taking one of the
+        pool the node's calls share."""
+        return self._client(None, maxsize=1)
 
     def change_token(self, labels: list[str]) -> tuple[int, int] | None:
         """A value that stays equal while no container with `labels` changed on the engine: its event stream's
