@@ -192,11 +192,17 @@ def test_quiet_passes_list_nothing_and_a_container_killed_behind_gitkubes_back_i
         cl.apply("--wait", "--timeout", "120", timeout=200)
         ctrl = Controller(str(cl.state), Source(str(wt.path), None, "manifests", str(fleet.inventory)))
         try:
-            reps = [ctrl.reconcile() for _ in range(4)]
-            assert reps[-1].quiet, [r.summary() for r in reps]
-            quiet = [ctrl.reconcile() for _ in range(3)]
-            assert all(r.quiet and r.summary() == "no changes" for r in quiet)
-            assert all(set(r.api_calls.values()) == {0} for r in quiet), [r.api_calls for r in quiet]
+            # Other tests' containers may still be going away on the nodes (each event means a list, to check);
+            # once the nodes are still, passes in a row are quiet and call no node's list.
+            seen, run = [], 0
+            for _ in range(40):
+                r = ctrl.reconcile()
+                seen.append((r.quiet, r.summary(), dict(r.api_calls)))
+                run = run + 1 if r.quiet and r.summary() == "no changes" and set(r.api_calls.values()) == {0} else 0
+                if run == 3:
+                    break
+                time.sleep(0.2)
+            assert run == 3, seen
             cid = fleet.docker("n1", "ps", "-q", "--no-trunc", "--filter", "label=io.gitkube.container.name=app",
                                "--filter", "label=io.gitkube.pod.name=q1").stdout.split()
             assert len(cid) == 1, cid
