@@ -136,7 +136,7 @@ class Controller:
         readiness = self.probes.readiness() if self.probes is not None else {}
         obs = observer.snapshot(self.store, read, rev=rev, problems=problems, node_seen=seen, readiness=readiness,
                                 waiting=self.waiting, offline=offline, now=now, first_seen=self.first_seen,
-                                config=self.config)
+                                config=self.config, cluster=self.cluster_id)
         return obs, calls
 
     def _read_revision(self):

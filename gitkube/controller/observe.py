@@ -99,7 +99,7 @@ def observe_offline(nodes: list[NodeConfig], stored: dict) -> dict[str, NodeSeen
 
 def snapshot(store: Store, read: tuple[dict, dict, dict], *, rev=None, problems=(),
              node_seen: dict[str, NodeSeen] | None = None, readiness=None, waiting=None, offline: bool = False,
-             now: float | None = None, first_seen=None, config=None) -> Observation:
+             now: float | None = None, first_seen=None, config=None, cluster: str = "") -> Observation:
     """The Observation of one pass from what was read (`read`: read_store's stored objects, index and records)."""
     stored, index, kv = read
     refused_inventory = rev is None
@@ -109,7 +109,7 @@ def snapshot(store: Store, read: tuple[dict, dict, dict], *, rev=None, problems=
         desired=None if rev is None or rev.problems else tuple(rev.documents()),
         stored=stored, index=index, kv=kv, nodes=node_seen or {}, readiness=dict(readiness or {}),
         waiting=dict(waiting or {}), offline=offline, first_seen=dict(first_seen or {}), config=config,
-        applied_sha=store.applied_revision())
+        applied_sha=store.applied_revision(), cluster=cluster)
 
 
 def read_revision(source: Source, identities=None, cache_dir: str | None = None, reuse=None):

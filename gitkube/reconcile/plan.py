@@ -72,6 +72,7 @@ class Observation:
     readiness: Mapping[tuple[str, str], bool] = field(default_factory=dict)
     waiting: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # last pass's held containers
     first_seen: Mapping[str, float] = field(default_factory=dict)  # node -> this process's first heartbeat of it
+    cluster: str = ""  # the installation's cluster id: in the uids and names it makes (see new_uid)
     config: Mapping | None = field(default_factory=dict, compare=False, repr=False)  # ConfigMap/Secret values
     offline: bool = False
 
@@ -143,10 +144,11 @@ class PassPlan:
 
 
 # -- stage 0: the revision into objects ---------------------------------------------------------------------
-def new_uid(sha: str | None, key: Key) -> str:
-    """The uid of an object a revision adds: derived from the revision and the key, so that the plan `diff` shows
-    and the one `apply` executes name the same pods."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gitkube:{sha}:{'/'.join(key)}"))
+def new_uid(sha: str | None, key: Key, cluster: str = "") -> str:
+    """The uid of an object a revision adds: derived from the installation, the revision and the key, so that the
+    plan `diff` shows and the one `apply` executes name the same pods, and two installations applying one commit
+    to the same nodes do not name containers alike."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gitkube:{cluster + ':' if cluster else ''}{sha}:{'/'.join(key)}"))
 
 
 def ingest(obs: Observation, world: dict[Key, dict], now_s: str) -> tuple[SyncSummary, list[dict]]:
@@ -165,7 +167,7 @@ def ingest(obs: Observation, world: dict[Key, dict], now_s: str) -> tuple[SyncSu
             continue
         meta = dict(content["metadata"])
         if old is None or row is None:
-            meta.update(uid=new_uid(obs.sha, key), creationTimestamp=now_s, generation=1)
+            meta.update(uid=new_uid(obs.sha, key, obs.cluster), creationTimestamp=now_s, generation=1)
             status = DEFAULT_STATUS.get(key[0])
             new = {**content, "metadata": meta, **({"status": dict(status)} if status else {})}
             added.append(key)
@@ -664,7 +666,7 @@ def seed_of(obs: Observation) -> int:
     """The RC manager's random names and uids come from the revision and the pods there are, so `diff` and the
     `apply` after it (the world unchanged) create the same pods."""
     pods = sorted((PodView(p).uid, PodView(p).name) for p in obs.stored.get("Pod", ()))
-    h = hashlib.sha256(json.dumps([obs.sha, pods]).encode()).digest()
+    h = hashlib.sha256(json.dumps([obs.sha, pods] + ([obs.cluster] if obs.cluster else [])).encode()).digest()
     return int.from_bytes(h[:8], "big")
 
 

@@ -22,7 +22,7 @@ from gitkube.nodes.kubelet.configvol import ConfigVolumes, VolumeWriteError, cre
 from gitkube.reconcile.configrefs import ConfigError, config_volumes, volume_files
 from gitkube.nodes.transport.ssh import SSHError
 from gitkube.reconcile.containerenv import EnvService, command_line, container_env
-from gitkube.reconcile.podlabels import owned_by, pod_labels
+from gitkube.reconcile.podlabels import CLUSTER as CLUSTER_LABEL, owned_by, pod_labels
 from gitkube.reconcile.volumes import host_path_check
 from gitkube.reconcile.podsync import (
     INFRA,
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 L = "io.gitkube."
 MANAGED = f"{L}managed"
+class NameTaken(Exception):
+    """A container name gitkube would use is held by another installation's container."""
+
+
 ENDPOINT_DRAIN_SECONDS = 1.0
 # A node's last container list stands (its event stream quiet) for at most this long: a missed event costs no more.
 RELIST_SECONDS = 10.0
@@ -315,7 +319,7 @@ class PodRuntime:
                     if infra_id is None:
                         break
                     self.start_container(w, a, infra_id, ctx)
-            except (APIError, OSError) as e:
+            except (APIError, OSError, NameTaken) as e:
                 log.warning("node %s: %s for pod %s failed: %s", self.node, type(a).__name__, uid, e)
                 self.event(w, "FailedSync", f"{type(a).__name__}: {e}", "Warning", uid=uid)
                 break
@@ -390,9 +394,19 @@ class PodRuntime:
         except APIError as e:
             if e.status_code != 409:
                 raise
-            cid = self.d.inspect(name)["Id"]  # made by an earlier, interrupted pass
+            cid = self._made_before(name)
         self.d.start(cid)
         return cid
+
+    def _made_before(self, name: str) -> str:
+        """The container an earlier, interrupted pass made under `name` (a create answered 409); NameTaken when the
+        name is held by another installation's container, which is never touched."""
+        i = self.d.inspect(name)
+        labels = (i.get("Config") or {}).get("Labels") or {}
+        if not owned_by(labels, self.cluster_id):
+            raise NameTaken(f"container name {name} is held by container {i['Id'][:12]} of another gitkube "
+                            f"installation (cluster {labels.get(CLUSTER_LABEL, '?')}); it is left alone")
+        return i["Id"]
 
     @staticmethod
     def _volume_name(uid: str, vol: str) -> str:
@@ -508,7 +522,12 @@ class PodRuntime:
                 self.event(w, "Failed", f"Error: {e.explanation or e}", "Warning")
                 self._hold(w, c, "CreateContainerError", str(e.explanation or e))
                 return None
-            cid = self.d.inspect(name)["Id"]
+            try:
+                cid = self._made_before(name)
+            except NameTaken as taken:
+                self.event(w, "Failed", f"Error: {taken}", "Warning")
+                self._hold(w, c, "CreateContainerError", str(taken))
+                return None
         self.event(w, "Created", f"Created container {c.name}")
         try:
             self.d.start(cid)
