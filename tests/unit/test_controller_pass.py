@@ -40,9 +40,9 @@ def world(tmp_path):
     def commit(*objs):
         commit_files(str(repo), {f"manifests/{o['metadata']['name']}.yaml": yaml.safe_dump(o) for o in objs})
 
-    def controller(down=(), **kw):
-        return Controller(str(tmp_path / "state"), Source(str(repo), None, "manifests", str(inv)),
-                          fleet_factory=functools.partial(FakeFleet, down=set(down)), **kw)
+    def controller(down=(), state="state", fleet_factory=None, **kw):
+        return Controller(str(tmp_path / state), Source(str(repo), None, "manifests", str(inv)),
+                          fleet_factory=fleet_factory or functools.partial(FakeFleet, down=set(down)), **kw)
 
     return commit, controller
 

@@ -3,37 +3,27 @@ names its pods' containers apart (uids derive from the cluster id too), and a co
 installation is reported and left alone, never taken as made by an earlier pass of this one."""
 from __future__ import annotations
 
-import yaml
+import pytest
 
-from gitkube.controller import Controller, Source
 from gitkube.nodes.kubelet.runtime import docker_name
 from gitkube.reconcile.plan import new_uid
-from tests.unit._gitrepo import commit_files
 from tests.unit.fakenode import FakeFleet
-from tests.unit.test_controller_pass import KEY, pod
+from tests.unit.test_controller_pass import pod, world  # noqa: F401 - the FakeNode world (inventory, repo)
 
 
-def setup(tmp_path):
-    ident = tmp_path / "id"
-    ident.write_text("key")
-    inv = tmp_path / "inventory.yaml"
-    inv.write_text(yaml.safe_dump({"apiVersion": "gitkube/v1", "kind": "Inventory",
-                                   "defaults": {"user": "root", "identityFile": str(ident)},
-                                   "nodes": [{"name": "n1", "address": {"host": "198.18.9.11", "port": 22},
-                                              "hostKeys": [KEY]}]}))
-    repo = tmp_path / "repo"
-    commit_files(str(repo), {"manifests/web.yaml": yaml.safe_dump(pod("web", node="n1"))})
+@pytest.fixture
+def install(world):  # noqa: F811 - pytest's fixture, imported above
+    """Installations (each its own state dir) of one repo holding pod web on n1, all on the very same nodes."""
+    commit, controller = world
+    commit(pod("web", node="n1"))
     shared = []
 
-    def one_fleet(nodes):  # both installations see the very same node
+    def one_fleet(nodes):
         if not shared:
             shared.append(FakeFleet(nodes))
         return shared[0]
 
-    def install(name):
-        return Controller(str(tmp_path / name), Source(str(repo), None, "manifests", str(inv)), fleet_factory=one_fleet)
-
-    return install
+    return lambda name: controller(state=name, fleet_factory=one_fleet)
 
 
 def running_pods(d) -> dict[str, str]:
@@ -42,8 +32,7 @@ def running_pods(d) -> dict[str, str]:
             and c["Labels"].get("io.gitkube.container.name") == "app"}
 
 
-def test_one_commit_applied_by_two_installations_runs_twice_apart(tmp_path):
-    install = setup(tmp_path)
+def test_one_commit_applied_by_two_installations_runs_twice_apart(install):
     a, b = install("a"), install("b")
     try:
         a.reconcile()
@@ -63,8 +52,7 @@ def test_one_commit_applied_by_two_installations_runs_twice_apart(tmp_path):
         a.close()
 
 
-def test_a_name_held_by_another_installation_is_reported_not_taken(tmp_path):
-    install = setup(tmp_path)
+def test_a_name_held_by_another_installation_is_reported_not_taken(install):
     b = install("b")
     try:
         # The name b's pod container would get, held by another installation's container (as when both derived
