@@ -68,7 +68,7 @@ def write_all(store: Store, writes) -> int:
     n = 0
     for w in writes:
         write(store, w)
-        n += not (w.op == "kv" and w.args[0] == "heartbeats")
+        n += not w.heartbeats
     return n
 
 

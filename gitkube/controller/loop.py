@@ -127,8 +127,7 @@ class Controller:
             else:
                 fleet = self._ensure_fleet(nodes)
                 self._probed = probes = probes if probes is not None else fleet.probe(timeout=self.probe_timeout)
-                seen, calls = observer.observe_nodes(fleet, self.runtimes, nodes, read[0], self.probe_timeout,
-                                                     probes=probes)
+                seen, calls = observer.observe_nodes(fleet, self.runtimes, nodes, read[0], probes)
         now = now or time.time()
         if not offline:
             for n in seen:
@@ -179,8 +178,7 @@ class Controller:
         from gitkube.controller.rebuild import rebuild_state
 
         if rev is None or nodes is None:
-            rev, nodes, _ = observer.read_revision(self.source, self.identities,
-                                                   self.store.state_dir if self.store.writer else None)
+            rev, nodes, _ = self._read_revision()
         lost = getattr(self.store, "lost", None)
         if lost:
             self.progress(f"{lost}; rebuilding the state from the nodes")
@@ -228,9 +226,9 @@ class Controller:
             return None, None
         # A node whose containers its event stream vouches for gets no call this pass: it may share the heartbeat
         # of a pass less than a second ago. A node that needs a list gets a heartbeat first.
-        probes = self.fleet.probe(timeout=self.probe_timeout,
-                                  share=lambda n: n in self.runtimes and self.runtimes[n].cached() is not None)
         names = sorted(m.seen)
+        cached = {n: self.runtimes[n].cached() for n in names if n in self.runtimes}
+        probes = self.fleet.probe(timeout=self.probe_timeout, share=lambda n: cached.get(n) is not None)
         fresh = probes if not getattr(self.fleet, "last_shared", None) else None  # what a full pass may reuse
         if {n: node_facts(p) for n, p in probes.items()} != m.facts:
             return None, fresh  # a node down, back, or reporting other capacity or identity
@@ -241,10 +239,9 @@ class Controller:
             return (tuple(rt.observe()), rt.system, rt.foreign), h.docker.calls - calls0
 
         seen = {}
-        for n in names:  # what each node's event stream vouches for needs no call, nor a thread
-            rt = self.runtimes[n]
-            if (c := rt.cached()) is not None:
-                seen[n] = ((tuple(c), rt.system, rt.foreign), 0)
+        for n, c in cached.items():  # what each node's event stream vouches for needs no call, nor a thread
+            if c is not None:
+                seen[n] = ((tuple(c), self.runtimes[n].system, self.runtimes[n].foreign), 0)
         if len(seen) < len(names):
             seen.update(self.fleet.map(look, [n for n in names if n not in seen], timeout=60))
         if any(isinstance(r, Exception) or r[0] != m.seen[n] for n, r in seen.items()):

@@ -54,13 +54,10 @@ def _seen(cfg: NodeConfig, probe: ProbeResult | None, prev: dict | None, contain
 
 
 def observe_nodes(fleet: Fleet, runtimes: dict[str, PodRuntime], nodes: list[NodeConfig], stored: dict,
-                  probe_timeout: float, probes: dict[str, ProbeResult] | None = None
-                  ) -> tuple[dict[str, NodeSeen], dict[str, int]]:
-    """Heartbeat every node (unless `probes` holds this pass's heartbeats), then list the containers of those that
-    answered (one list call each, none while the node's event stream says nothing changed, plus an inspect only for
-    a container whose state changed since the last stored status). Also the Docker calls each list took."""
-    if probes is None:
-        probes = fleet.probe(timeout=probe_timeout)
+                  probes: dict[str, ProbeResult]) -> tuple[dict[str, NodeSeen], dict[str, int]]:
+    """The containers of the nodes whose heartbeat (`probes`, this pass's) answered: one list call each, none while
+    the node's event stream says nothing changed, plus an inspect only for a container whose state changed since
+    the last stored status. Also the Docker calls each list took."""
     prev = {PodView(n).name: n for n in stored.get("Node", ())}
     by_node: dict[str, list] = {}
     for p in stored.get("Pod", ()):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from gitkube.controller.apply import Applied, NodeOutcome, _pulls_after, _waiting_after, node_writes
 from gitkube.nodes.kubelet.runtime import Execution
 from gitkube.nodes.transport.fleet import node_facts
-from gitkube.reconcile.plan import Observation, PassPlan, Write, plan_endpoints
+from gitkube.reconcile.plan import Observation, PassPlan, Write, answered, plan_endpoints
 
 FULL_PASS_EVERY = 30.0  # seconds: a full pass at least this often, whatever the inputs say
 
@@ -45,10 +45,6 @@ class QuietMark:
     plan: PassPlan
 
 
-def is_noop(writes: list[Write] | tuple[Write, ...]) -> bool:
-    return all(w.op == "kv" and w.args[0] == "heartbeats" for w in writes)
-
-
 def quiet_mark(plan: PassPlan, obs: Observation, done: Applied, state: int, nodes: tuple, runtimes: dict,
                started: float, probes: dict | None) -> QuietMark | None:
     """The mark of a full pass that changed nothing, None when it changed something (or could not tell)."""
@@ -56,7 +52,7 @@ def quiet_mark(plan: PassPlan, obs: Observation, done: Applied, state: int, node
         return None
     if plan.refused or obs.offline or obs.desired is None or plan.evictions or plan.node_errors or done.node_errors:
         return None
-    hbs = next((w.args[1] for w in plan.writes if w.op == "kv" and w.args[0] == "heartbeats"), None)
+    hbs = next((w.args[1] for w in plan.writes if w.heartbeats), None)
     if hbs is None or done.store_writes or done.dataplane_changed or dict(done.waiting) != dict(obs.waiting):
         return None
     if set(plan.node_plans) != set(obs.nodes) or any(p.actions for p in plan.node_plans.values()):
@@ -80,7 +76,7 @@ def renewed(hbs: dict, names, now: float) -> dict:
     out = {k: dict(v) for k, v in hbs.items()}
     for n in names:
         h = out[n]
-        h["last_attempt"] = h["last_success"] = now
+        answered(h, now)
         if h.get("condition"):
             h["condition"] = {**h["condition"], "last_heartbeat_time": now}
     return out
@@ -90,7 +86,7 @@ def full_plan_changes(plan: PassPlan, obs: Observation) -> list[str]:
     """What the full plan of a pass judged quiet would do (its stages 1-3; stage 2 with the nodes as they are):
     empty when it would do nothing."""
     out = [f"node {n}: {len(p.actions)} action(s)" for n, p in plan.node_plans.items() if p.actions]
-    out += [f"write {w.op} {str(w.args)[:120]}" for w in plan.writes if not is_noop([w])]
+    out += [f"write {w.op} {str(w.args)[:120]}" for w in plan.writes if not w.heartbeats]
     out += [f"evict {e}" for e in plan.evictions] + [f"node {n}: {e}" for n, e in plan.node_errors.items()]
     world = dict(plan.world)
     stage2: list[Write] = []

@@ -86,6 +86,12 @@ class Write:
     args: tuple = ()
     kw: tuple[tuple[str, Any], ...] = ()
 
+    @property
+    def heartbeats(self) -> bool:
+        """Whether this is the write of the heartbeat records (every pass makes one; it changes no decision input
+        but the clocks)."""
+        return self.op == "kv" and self.args[0] == "heartbeats"
+
 
 @dataclass(frozen=True)
 class SyncSummary:
@@ -209,6 +215,12 @@ def of_kind(world: Mapping[Key, dict], kind: str) -> list[dict]:
 
 
 # -- stage 1a: nodes -----------------------------------------------------------------------------------------
+def answered(record: dict, now: float) -> None:
+    """A node's heartbeat record after a heartbeat that it answered at `now`."""
+    record["last_attempt"] = record["last_success"] = now
+    record["last_error"] = record["error_reason"] = None
+
+
 def heartbeats_after(obs: Observation) -> dict[str, dict]:
     """The stored heartbeat records with this pass's probes in them."""
     hbs = {k: dict(v) for k, v in (obs.kv.get("heartbeats") or {}).items()}
@@ -216,10 +228,10 @@ def heartbeats_after(obs: Observation) -> dict[str, dict]:
         h = hbs.setdefault(name, {"registered_at": obs.now})
         if not n.probed:
             continue
-        h["last_attempt"] = obs.now
         if n.reachable:
-            h["last_success"], h["last_error"], h["error_reason"] = obs.now, None, None
+            answered(h, obs.now)
         else:
+            h["last_attempt"] = obs.now
             h["last_error"] = n.message or "not probed"
             h["error_reason"] = n.reason or "NotProbed"
             h["runtime_error"] = n.runtime_error

@@ -167,10 +167,18 @@ class Gateway:
         raise StoreUnavailable(f"no etcd member of {','.join(self.endpoints)} accepted a watch: {last}")
 
     def range(self, key: str, prefix: bool = False, **extra) -> dict:
-        body = {"key": _b64(key), **extra}
-        if prefix:
-            body["range_end"] = _range_end(key)
-        return self.call("/kv/range", body)
+        return self.call("/kv/range", _key_range(key, prefix, extra))
+
+    def delete_range(self, key: str, prefix: bool = False) -> dict:
+        """Deletes `key` (with `prefix`: every key under it); the answer says how many went (`deleted`)."""
+        return self.call("/kv/deleterange", _key_range(key, prefix, {}))
+
+
+def _key_range(key: str, prefix: bool, extra: Mapping) -> dict:
+    body = {"key": _b64(key), **extra}
+    if prefix:
+        body["range_end"] = _range_end(key)
+    return body
 
 
 _GATEWAYS: dict[tuple, Gateway] = {}

@@ -189,10 +189,7 @@ def etcd_values(url: str) -> bytes:
     from gitkube.store.etcd import gateway, parse_url
 
     endpoints, prefix = parse_url(url)
-    end = bytearray(prefix.encode())
-    end[-1] += 1
-    r = gateway(endpoints).call("/kv/range", {"key": base64.b64encode(prefix.encode()).decode(),
-                                              "range_end": base64.b64encode(bytes(end)).decode()})
+    r = gateway(endpoints).range(prefix, prefix=True)
     return b"".join(base64.b64decode(kv.get("value", "")) for kv in r.get("kvs") or [])
 
 

@@ -109,15 +109,10 @@ def running(fleet, tmp_path_factory):
 
 def _wipe_etcd(url: str) -> None:
     """Deletes every key under the store's prefix (etcd's data lost, or the prefix deleted by hand)."""
-    import base64
-
     from gitkube.store.etcd import gateway, parse_url
 
     endpoints, prefix = parse_url(url)
-    end = bytearray(prefix.encode())
-    end[-1] += 1
-    r = gateway(endpoints).call("/kv/deleterange", {"key": base64.b64encode(prefix.encode()).decode(),
-                                                    "range_end": base64.b64encode(bytes(end)).decode()})
+    r = gateway(endpoints).delete_range(prefix, prefix=True)
     assert int(r.get("deleted", 0)) > 36, r
 
 

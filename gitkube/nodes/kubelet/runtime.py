@@ -44,13 +44,13 @@ log = logging.getLogger(__name__)
 
 L = "io.gitkube."
 MANAGED = f"{L}managed"
-class NameTaken(Exception):
-    """A container name gitkube would use is held by another installation's container."""
-
-
 ENDPOINT_DRAIN_SECONDS = 1.0
 # A node's last container list stands (its event stream quiet) for at most this long: a missed event costs no more.
 RELIST_SECONDS = 10.0
+
+
+class NameTaken(Exception):
+    """A container name gitkube would use is held by another installation's container."""
 
 
 @dataclass(frozen=True)

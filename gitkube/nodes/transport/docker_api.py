@@ -171,6 +171,8 @@ class NodeDocker:
         return self._events is not None and self._events.token() is not None
 
     def _mutate(self, fn, *args, **kwargs):
+        """A container-changing call, counted as it starts and as it ends: a token read while it runs matches
+        neither the one before nor the one after, so no list made meanwhile is kept."""
         with self._lock:
             self.mutations += 1
         try:

@@ -5,8 +5,8 @@ import concurrent.futures as cf
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from datetime import datetime, timezone
 
 from gitkube.api.views import find_condition
