@@ -36,3 +36,18 @@ def settle(ctrl, quiet_in_a_row: int = 3, limit: float = 20.0) -> None:
         run = run + 1 if ctrl.reconcile().quiet else 0
         time.sleep(0.2)
 
+
+def timed_passes(ctrl, count: int, full: bool = False, apart: float = 0.2) -> list[tuple[float, object, dict]]:
+    """`count` reconcile passes `apart` seconds apart (as serve's are), each planned in full when `full` (as a pass
+    whose inputs moved does): the wall time, the PassReport and the Docker calls per node of each."""
+    out = []
+    for _ in range(count):
+        if full:
+            ctrl.quiet = None
+        before = {n: ctrl.fleet[n].docker.calls for n in ctrl.fleet.names()}
+        t0 = time.perf_counter()
+        rep = ctrl.reconcile()
+        wall = time.perf_counter() - t0
+        out.append((wall, rep, {n: ctrl.fleet[n].docker.calls - before[n] for n in before}))
+        time.sleep(apart)
+    return out

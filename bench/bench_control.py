@@ -40,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._cli import git, gk, settle  # noqa: E402
+from bench._cli import git, gk, settle, timed_passes  # noqa: E402
 
 
 def pod_spec() -> dict:
@@ -96,22 +96,12 @@ def noop_passes(state: Path, repo: Path, inventory: Path, passes: int) -> None:
         settle(ctrl)
         runs = {}
         for mode in ("quiet", "full"):
-            walls, sync_calls, all_calls, kinds = [], [], [], []
-            for _ in range(passes):
-                if mode == "full":
-                    ctrl.quiet = None  # plan in full, as a pass whose inputs moved does
-                before = {n: ctrl.fleet[n].docker.calls for n in ctrl.fleet.names()}
-                t0 = time.perf_counter()
-                rep = ctrl.reconcile()
-                walls.append(time.perf_counter() - t0)
-                kinds.append(rep.quiet)
-                acts = sum(len(a) for a in rep.node_actions.values())
-                if acts or rep.node_errors:
+            timed = timed_passes(ctrl, passes, full=mode == "full")
+            for _, rep, _ in timed:
+                if any(rep.node_actions.values()) or rep.node_errors:
                     print(f"  WARNING: pass was not a no-op: {rep.summary()}")
-                sync_calls.append(dict(rep.api_calls))
-                all_calls.append({n: ctrl.fleet[n].docker.calls - before[n] for n in before})
-                time.sleep(0.2)  # passes apart, as serve's are
-            runs[mode] = (walls, sync_calls, all_calls, kinds)
+            runs[mode] = ([w for w, _, _ in timed], [dict(r.api_calls) for _, r, _ in timed],
+                          [c for _, _, c in timed], [r.quiet for _, r, _ in timed])
         pods = len(ctrl.store.list("Pod", namespace="*"))
         prof = cProfile.Profile()  # one more no-op pass, profiled: where its time goes
         prof.enable()

@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._cli import git, gk, settle  # noqa: E402
+from bench._cli import git, gk, settle, timed_passes  # noqa: E402
 
 
 def pods_yaml(nodes: int, per_node: int, prefix: str) -> str:
@@ -57,10 +57,10 @@ def commit(work: Path, files: dict[str, str | None], message: str) -> None:
     git(work, "commit", "-q", "--allow-empty", "-m", message)
 
 
-def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> dict[str, tuple[list, list]]:
-    """`count` reconcile passes after a warm-up (with `cut()` called after the warm-up when given): wall times and
-    Docker calls per node of each pass (with a cut: whether the pass saw a node error), as they run ("as run": quiet passes once nothing moves, see
-    gitkube.controller.quiet) and, without a cut, planned in full too ("full": the baseline)."""
+def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> dict[str, tuple[list, list, list]]:
+    """`count` reconcile passes after a warm-up (with `cut()` called after the warm-up when given): wall times,
+    Docker calls per node and whether a node error was seen, of each pass, as they run ("as run": quiet passes once
+    nothing moves, see gitkube.controller.quiet) and, without a cut, planned in full too ("full": the baseline)."""
     from gitkube.controller import Controller, Source
 
     ctrl = Controller(str(state), Source(str(repo), None, "manifests", str(inventory)))
@@ -74,23 +74,14 @@ def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> di
         else:
             settle(ctrl)
         for mode in ("as run",) if cut is not None else ("as run", "full"):
-            walls, calls, quiet = [], [], []
-            for _ in range(count):
-                if mode == "full":
-                    ctrl.quiet = None
-                before = {n: ctrl.fleet[n].docker.calls for n in ctrl.fleet.names()}
-                t0 = time.perf_counter()
-                rep = ctrl.reconcile()
-                walls.append(time.perf_counter() - t0)
-                quiet.append(rep.quiet)
-                calls.append(sum(ctrl.fleet[n].docker.calls - before[n] for n in before) / max(len(before), 1)
-                             if cut is None else bool(rep.node_errors))  # with a cut: whether this pass saw it
+            timed = timed_passes(ctrl, count, full=mode == "full")
+            for _, rep, _ in timed:
                 if cut is None and (rep.node_errors or any(rep.node_actions.values())):
                     print(f"    WARNING: not a no-op pass: {rep.summary()}")
-                time.sleep(0.2)  # passes apart, as serve's are
-            out[mode] = (walls, calls)
+            out[mode] = ([w for w, _, _ in timed], [sum(c.values()) / max(len(c), 1) for _, _, c in timed],
+                         [bool(r.node_errors) for _, r, _ in timed])
             if mode == "as run" and cut is None:
-                print(f"    {sum(quiet)} of {len(quiet)} passes were quiet", flush=True)
+                print(f"    {sum(r.quiet for _, r, _ in timed)} of {count} passes were quiet", flush=True)
     finally:
         ctrl.close()
     return out
@@ -128,7 +119,7 @@ def run(args, tmp: Path) -> None:
         mem = sb.memory()
         per_node = sum(mem.values()) / len(mem) / 2**20
         runs = passes(state, work, inventory, args.passes)
-        walls, calls = runs["as run"]
+        walls, calls, _ = runs["as run"]
         noop, full = statistics.median(walls), statistics.median(runs["full"][0])
         print(f"  base deploy of {args.pods_per_node}/node: {base:.1f}s; memory per node {per_node:.0f} MiB")
         print(f"  no-op pass: median {noop:.3f}s (min {min(walls):.3f}, max {max(walls):.3f}); "
@@ -155,7 +146,7 @@ def run(args, tmp: Path) -> None:
             gk(fleet_state, "sandbox", "--id", str(args.sandbox), "node", victim, "cut")
 
         try:
-            cut_walls, cut_seen = passes(state, work, inventory, 6, cut=cut)["as run"]
+            cut_walls, _, cut_seen = passes(state, work, inventory, 6, cut=cut)["as run"]
         finally:
             gk(fleet_state, "sandbox", "--id", str(args.sandbox), "node", victim, "heal")
         seen = next((i for i, x in enumerate(cut_seen) if x), len(cut_walls) - 1)
