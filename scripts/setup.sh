@@ -4,14 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "setup.sh: run as root (apt-get, network namespaces)" >&2; exit 2; fi
 need=()
-for b in dockerd sshd ssh-keygen busybox ip iptables nsenter haproxy dnsmasq redis-server age prometheus chromium chromedriver etcd etcdctl; do
+for b in dockerd sshd ssh-keygen busybox ip iptables conntrack nsenter haproxy dnsmasq redis-server age prometheus chromium chromedriver etcd etcdctl; do
   command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup.sh: installing system packages (missing: ${need[*]})" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q docker.io openssh-server openssh-client busybox-static iproute2 iptables util-linux \
+  apt-get install -y -q docker.io openssh-server openssh-client busybox-static iproute2 iptables conntrack util-linux \
     haproxy dnsmasq-base redis-server redis-tools age \
     prometheus chromium chromium-driver etcd-server etcd-client  # monitoring tests: a real Prometheus, the dashboard in headless Chromium; etcd: the store for 2+ controllers
 fi

@@ -18,6 +18,13 @@ The chains follow kube-proxy's, with gitkube's prefix:
 - filter `GK-FORWARD` (from FORWARD, ahead of Docker's DROP policy): marked or DNATed connections pass.
 A service port without ready endpoints gets no rule: its ClusterIP (bound on lo) and its NodePort then have no
 listener, so a connection is refused at once, as kube-proxy's REJECT rule does.
+
+UDP has no connection to end, so the kernel keeps sending a flow where its conntrack entry says for as long as the
+client keeps sending (a resolver on a fixed source port: for ever). As kube-proxy does, the node deletes the entries
+of a UDP endpoint that left a service port (`conntrack -D --orig-dst CLUSTER_IP --reply-src ENDPOINT`, and by the
+NodePort), and those of a UDP service port that gains its first endpoint (they were made while nothing answered).
+The rules text names each UDP endpoint on a `#gk-udp CLUSTER_IP PORT NODEPORT ENDPOINT_IP` line for that: the node
+compares them with the ones it applied last (`gitkube.nodes.images.app`'s apply loop).
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from typing import Iterable, Mapping
 from gitkube.reconcile.endpoints import Endpoints
 from gitkube.reconcile.services import ProxyPort, ProxyService, backends
 
-__all__ = ["MASQ_MARK", "POD_BRIDGE", "JUMPS", "chain_name", "render_iptables", "rules_tag"]
+__all__ = ["MASQ_MARK", "POD_BRIDGE", "JUMPS", "UDP_LINE", "chain_name", "render_iptables", "rules_tag"]
 
 MASQ_MARK = "0x4000/0x4000"  # kube-proxy's masquerade bit
 POD_BRIDGE = "docker0"  # where a node's pods come from: their traffic to a ClusterIP keeps its source address
@@ -37,6 +44,7 @@ POD_BRIDGE = "docker0"  # where a node's pods come from: their traffic to a Clus
 JUMPS = (("nat", "PREROUTING", "GK-SERVICES"), ("nat", "OUTPUT", "GK-SERVICES"),
          ("nat", "POSTROUTING", "GK-POSTROUTING"), ("filter", "FORWARD", "GK-FORWARD"))
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+UDP_LINE = "#gk-udp"  # `#gk-udp CLUSTER_IP PORT NODEPORT(0: none) ENDPOINT_IP`: whose conntrack entries to clear
 
 
 def chain_name(prefix: str, *parts: object) -> str:
@@ -90,6 +98,8 @@ def render_iptables(services: Iterable[ProxyService], endpoints: Mapping[tuple[s
     (comment lines: the Services' allocation record) goes after that line, inside the tag: the rules file on every
     node then keeps the ClusterIPs and NodePorts for a rebuild, as HAProxy's configuration does in that mode."""
     ports = _ports(services, endpoints)
+    udp = sorted({f"{UDP_LINE} {p.service.cluster_ip} {p.port.port} {p.port.node_port or 0} {ip}"
+                  for p in ports if p.port.protocol == "UDP" for ip, _ in p.endpoints})
     chains = ["GK-SERVICES", "GK-NODEPORTS", "GK-POSTROUTING", "GK-MARK-MASQ"]
     rules = [
         f"-A GK-MARK-MASQ -j MARK --or-mark {MASQ_MARK.split('/')[0]}",
@@ -127,7 +137,7 @@ def render_iptables(services: Iterable[ProxyService], endpoints: Mapping[tuple[s
             f"-A GK-FORWARD -m mark --mark {MASQ_MARK} -j ACCEPT",
             "-A GK-FORWARD -m conntrack --ctstate DNAT -j ACCEPT",
             "COMMIT"]
-    body = record + "\n".join(nat + filt) + "\n"
+    body = record + "\n".join(udp + nat + filt) + "\n"
     return f"# gitkube-rules {rules_tag(body)}\n{body}"
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -324,3 +326,94 @@ def test_deleted_service_releases_its_address_everywhere(dp):
             socket.create_connection((dp.sb.node_address("n1"), ECHO_NODEPORT), timeout=2).close()
     finally:
         SERVICES = keep
+
+
+# A resolver's way of sending: one socket, one source port, a query every `gap` seconds (bounded in count), each
+# answer's A record (or "-": none within `gap`) printed with the query's send time (epoch seconds).
+UDP_CLIENT = r"""
+import socket, struct, sys, time
+host, port, sport, count, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", sport))
+qname = b"".join(bytes([len(p)]) + p for p in b"who.gk.test".split(b".")) + b"\0"
+for i in range(count):
+    t = time.time()
+    s.sendto(struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1), (host, port))
+    ans, end = "-", t + gap
+    while time.time() < end:
+        s.settimeout(max(0.001, end - time.time()))
+        try:
+            data = s.recv(512)
+        except OSError:
+            break
+        if data[:2] == struct.pack(">H", i) and struct.unpack(">H", data[6:8])[0] >= 1:
+            ans = socket.inet_ntoa(data[-4:])
+            break
+    print(f"{t:.3f} {ans}", flush=True)
+    time.sleep(max(0.0, end - time.time()))
+"""
+WHO_NODEPORT = 30053
+
+
+def test_udp_flows_follow_endpoint_changes(dp):
+    """kube-proxy's conntrack cleanup: a client that keeps one UDP source port (a resolver) is not held by the
+    kernel's entry for an endpoint that left, nor by the entry made while its Service had no endpoint. Both paths:
+    a node's own ClusterIP traffic (n3) and NodePort traffic to n2's address from this host."""
+    if dp.mode != "iptables":
+        pytest.skip("HAProxy proxies TCP only: UDP Services are the kernel proxy's")
+    global SERVICES, INFOS
+    keep = SERVICES, INFOS
+    SERVICES = keep[0] + [service("who", [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353,
+                                           "nodePort": WHO_NODEPORT}])]
+    INFOS = keep[1] + [ServiceInfo("default", "who", {"app": "who"},
+                                   (ServicePortInfo(53, "dns", "UDP", target_port=5353),))]
+    clients = []
+    try:
+        for k, node in ((1, "n1"), (2, "n2")):  # a DNS server per node, answering who.gk.test with its own address
+            name = f"{TEST}-who-{node}"
+            dp.sb.docker(node, "rm", "-f", name)
+            r = dp.sb.docker(node, "run", "-d", "--name", name, "--label", TEST, appimages.DNSMASQ_IMAGE, "--no-resolv",
+                             "--no-hosts", "--user=root", "--pid-file=", "--port=5353",
+                             f"--address=/who.gk.test/198.18.250.{k}")
+            assert r.returncode == 0, r.stderr
+            ip = dp.sb.docker(node, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).stdout.strip()
+            dp.pods[name] = pod_view(name, uid=name, labels={"app": "who"}, ip=ip, node=node, ready=True,
+                                     phase="Running")
+        others = {n for n in dp.pods if "-who-" not in n}
+        who1, who2 = {f"{TEST}-who-n1"}, {f"{TEST}-who-n2"}
+        dp.sync(ready=others | who1)
+        cip = dp.alloc.cluster_ips["default/who"]
+        gap, count = 0.05, 400  # at most 20 s
+        argv = [str(count), str(gap)]
+        clients = [
+            subprocess.Popen(["nsenter", f"--net=/var/run/netns/gk{dp.sb.sid}-n3", sys.executable, "-c", UDP_CLIENT,
+                              cip, "53", "40053", *argv], stdout=subprocess.PIPE, text=True),
+            subprocess.Popen([sys.executable, "-c", UDP_CLIENT, dp.sb.node_address("n2"), str(WHO_NODEPORT), "40054",
+                              *argv], stdout=subprocess.PIPE, text=True),
+        ]
+        # Queries sent between two syncs must all get the answer of the endpoints in effect: before the first,
+        # who-n1's; then who-n2's alone (who-n1 left); then none; then who-n1's (the port's first endpoint again).
+        windows, lo, want = [], time.time(), "198.18.250.1"
+        for ready, answer in ((who2, "198.18.250.2"), (set(), "-"), (who1, "198.18.250.1")):
+            time.sleep(1.5)
+            begin = time.time()
+            windows.append((lo, begin, want))
+            dp.sync(ready=others | ready)
+            lo, want = time.time(), answer
+        time.sleep(1.5)
+        windows.append((lo, time.time(), want))
+    finally:
+        for c in clients:
+            c.terminate()
+        outs = [c.communicate(timeout=30)[0] for c in clients]
+        SERVICES, INFOS = keep
+        for n in [n for n in dp.pods if "-who-" in n]:
+            del dp.pods[n]
+    for path, out in zip(("ClusterIP from n3", "NodePort on n2"), outs):
+        seen = [(float(a), b) for a, b in (ln.split() for ln in out.splitlines())]
+        for lo, hi, want in windows:
+            got = [ans for sent, ans in seen if lo <= sent < hi]
+            assert len(got) >= 10 and set(got) == {want}, (path, want, got)
+        first = min(sent for sent, ans in seen if sent >= begin and ans == "198.18.250.1")
+        print(f"\n{path}: the first endpoint of a UDP port that had none answered a query sent "
+              f"{(first - begin) * 1000:.0f} ms after the sync began")

@@ -1,12 +1,17 @@
 """The kernel proxy's rules (kube-proxy's iptables mode) rendered from Services and their ready Endpoints."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 
+import pytest
 from _pods import pod_view
 from gitkube.api import parse_object
 from gitkube.reconcile.endpoints import ServiceInfo, ServicePortInfo, compute_all_endpoints
-from gitkube.reconcile.iptables import JUMPS, chain_name, render_iptables, rules_tag
+from gitkube.nodes.images.app import KERNEL_PROXY_APPLY
+from gitkube.reconcile.iptables import JUMPS, UDP_LINE, chain_name, render_iptables, rules_tag
 from gitkube.reconcile.services import plan_dataplane
 
 
@@ -110,3 +115,48 @@ def test_rules_carry_the_allocation_record_for_a_rebuild():
     assert first == f"# gitkube-rules {rules_tag(rest)}" and rest.startswith("# gitkube-allocation ")
     # No Service: the record still says so (a rebuild then knows the node's rules were read).
     assert parse_allocation_record(plan([], [], []).iptables_rules) is not None
+
+
+def test_udp_endpoints_are_named_for_the_nodes_conntrack_cleanup():
+    dns = svc("dns", [{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}], "NodePort")
+    info = ServiceInfo("default", "dns", {"app": "dns"}, (ServicePortInfo(53, "dns", "UDP"),))
+    dp = plan([dns, WEB], [info, WEB_INFO], pods("dns", 2, start=20) + pods("web", 1))
+    cip = dp.allocation.cluster_ips["default/dns"]
+    assert lines(dp.iptables_rules, UDP_LINE) == [f"{UDP_LINE} {cip} 53 30053 198.18.101.20",
+                                                  f"{UDP_LINE} {cip} 53 30053 198.18.101.21"]
+    # TCP needs none (a connection ends), nor does a UDP port without ready endpoints.
+    assert not lines(plan([dns], [info], pods("dns", 2, ready=False, start=20)).iptables_rules, UDP_LINE)
+
+
+def _flush(tmp_path, old: str, new: str) -> list[str]:
+    """Run the node's gk_udp_flush (the kernel proxy image's shell, under busybox) with a conntrack that logs."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "conntrack").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
+    (tmp_path / "bin" / "conntrack").chmod(0o755)
+    (tmp_path / "apply").write_bytes(KERNEL_PROXY_APPLY)
+    (tmp_path / "old").write_text(old)
+    (tmp_path / "new").write_text(new)
+    r = subprocess.run([shutil.which("busybox") or "/bin/busybox", "sh", "-c", ". ./apply && gk_udp_flush old new"],
+                       cwd=tmp_path, env={"PATH": f"{tmp_path}/bin:/usr/bin:/bin"}, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    calls = tmp_path / "calls"
+    return sorted(calls.read_text().splitlines()) if calls.exists() else []
+
+
+@pytest.mark.skipif(not (shutil.which("busybox") or os.path.exists("/bin/busybox")), reason="busybox-static")
+def test_node_clears_udp_flows_of_a_gone_endpoint_and_of_a_newly_served_port(tmp_path):
+    old = f"{UDP_LINE} 198.18.200.10 53 0 198.18.101.20\n{UDP_LINE} 198.18.200.10 53 0 198.18.101.21\n*nat\nCOMMIT\n"
+    new = (f"{UDP_LINE} 198.18.200.10 53 0 198.18.101.21\n{UDP_LINE} 198.18.200.11 5353 30053 198.18.101.30\n"
+           "*nat\nCOMMIT\n")
+    assert _flush(tmp_path, old, new) == [
+        "-D -p udp --orig-dst 198.18.200.10 --orig-port-dst 53 --reply-src 198.18.101.20",  # .20 left
+        "-D -p udp --orig-dst 198.18.200.11 --orig-port-dst 5353",  # first endpoint: flows made while none answered
+        "-D -p udp --orig-port-dst 30053",  # and by its NodePort
+    ]
+
+
+@pytest.mark.skipif(not (shutil.which("busybox") or os.path.exists("/bin/busybox")), reason="busybox-static")
+def test_node_leaves_udp_flows_alone_when_no_udp_endpoint_changed(tmp_path):
+    same = f"{UDP_LINE} 198.18.200.10 53 0 198.18.101.20\n*nat\n-A GK-X -j ACCEPT\nCOMMIT\n"
+    assert _flush(tmp_path, same, same.replace("ACCEPT", "RETURN")) == []

@@ -10,7 +10,7 @@ from gitkube.nodes.images.archive import ImageArchive, ImageBuildError, RootFS, 
 
 HAPROXY_IMAGE = "gitkube/haproxy:2"
 DNSMASQ_IMAGE = "gitkube/dnsmasq:2"
-IPTABLES_IMAGE = "gitkube/iptables:4"
+IPTABLES_IMAGE = "gitkube/iptables:5"
 REDIS_IMAGE = "gitkube/redis:7"
 FRONTEND_IMAGE = "gitkube/guestbook-frontend:v1"
 FRONTEND_V2_IMAGE = "gitkube/guestbook-frontend:v2"
@@ -22,6 +22,7 @@ PACKAGES = {
     "redis-server": "redis-server",
     "redis-cli": "redis-tools",
     "xtables-nft-multi": "iptables",
+    "conntrack": "conntrack",
 }
 # The iptables extensions the kernel proxy's rules use (gitkube.reconcile.iptables), from Debian's iptables.
 XTABLES_MODULES = ("standard", "tcp", "udp", "sctp", "comment", "statistic", "mark", "MARK", "MASQUERADE", "DNAT",
@@ -159,8 +160,28 @@ END {
       iptables -t $t -I $c 1 -j $g >> error 2>&1 || rc=$?
     done < missing
   fi
+  # UDP flows whose endpoint left, or that were made while their service port had none (see
+  # gitkube.reconcile.iptables): their conntrack entries go, before the status says the rules are in effect.
+  [ $rc = 0 ] && [ "$old" != /dev/null ] && gk_udp_flush "$old" "$next"
   if [ $rc = 0 ]; then last=$next; else last=""; fi
   echo "$tag $rc" > status
+}
+gk_udp_flush() {
+  awk -v old="$1" '
+FILENAME == old { if ($1 == "#gk-udp") { had[$2 " " $3 " " $4 " " $5] = 1; served[$2 " " $3] = 1 } next }
+$1 == "#gk-udp" { has[$2 " " $3 " " $4 " " $5] = 1; if (!(($2 " " $3) in served)) fresh[$2 " " $3 " " $4] = 1 }
+END { for (k in had) if (!(k in has)) print "gone", k; for (k in fresh) print "fresh", k }' "$1" "$2" > udp
+  [ -s udp ] || return 0
+  while read -r what cip port np ep; do
+    if [ "$what" = gone ]; then
+      conntrack -D -p udp --orig-dst "$cip" --orig-port-dst "$port" --reply-src "$ep"
+      [ "$np" = 0 ] || conntrack -D -p udp --orig-port-dst "$np" --reply-src "$ep"
+    else
+      conntrack -D -p udp --orig-dst "$cip" --orig-port-dst "$port"
+      [ "$np" = 0 ] || conntrack -D -p udp --orig-port-dst "$np"
+    fi
+  done < udp > conntrack.out 2>&1
+  return 0
 }
 """
 
@@ -181,11 +202,11 @@ echo done
 
 
 def iptables_image() -> ImageArchive:
-    """`gitkube/iptables:4`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
-    extensions the kernel proxy uses, and its apply loop."""
+    """`gitkube/iptables:5`: Debian's xtables-nft-multi (as iptables, iptables-save, iptables-restore) with the
+    extensions the kernel proxy uses, Debian's conntrack (stale UDP flows), and its apply loop."""
     from gitkube.reconcile.iptables import JUMPS
 
-    fs = _with(busybox_rootfs(), "xtables-nft-multi")
+    fs = _with(busybox_rootfs(), "xtables-nft-multi", "conntrack")
     multi = program("xtables-nft-multi")
     for name in ("iptables", "iptables-save", "iptables-restore"):
         fs.add_symlink(f"usr/sbin/{name}", multi)
