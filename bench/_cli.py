@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 
 def gk(state: Path, *args: str, timeout: float = 600, check: bool = True,
@@ -37,17 +38,25 @@ def settle(ctrl, quiet_in_a_row: int = 3, limit: float = 20.0) -> None:
         time.sleep(0.2)
 
 
-def timed_passes(ctrl, count: int, full: bool = False, apart: float = 0.2) -> list[tuple[float, object, dict]]:
+class TimedPass(NamedTuple):
+    wall: float  # seconds, as the caller waits
+    report: object  # the PassReport
+    calls: dict  # node -> Docker calls made in the pass
+    cpu: float  # CPU seconds of the thread that ran the pass (the nodes' calls run on others)
+
+
+def timed_passes(ctrl, count: int, full: bool = False, apart: float = 0.2) -> list[TimedPass]:
     """`count` reconcile passes `apart` seconds apart (as serve's are), each planned in full when `full` (as a pass
-    whose inputs moved does): the wall time, the PassReport and the Docker calls per node of each."""
+    whose inputs moved does). Wall time and the pass thread's CPU time differ by what the pass waited for: the
+    nodes' answers, and on a loaded machine the run queue."""
     out = []
     for _ in range(count):
         if full:
             ctrl.quiet = None
         before = {n: ctrl.fleet[n].docker.calls for n in ctrl.fleet.names()}
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         rep = ctrl.reconcile()
-        wall = time.perf_counter() - t0
-        out.append((wall, rep, {n: ctrl.fleet[n].docker.calls - before[n] for n in before}))
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        out.append(TimedPass(wall, rep, {n: ctrl.fleet[n].docker.calls - before[n] for n in before}, cpu))
         time.sleep(apart)
     return out

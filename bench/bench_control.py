@@ -97,11 +97,12 @@ def noop_passes(state: Path, repo: Path, inventory: Path, passes: int) -> None:
         runs = {}
         for mode in ("quiet", "full"):
             timed = timed_passes(ctrl, passes, full=mode == "full")
-            for _, rep, _ in timed:
+            for t in timed:
+                rep = t.report
                 if any(rep.node_actions.values()) or rep.node_errors:
                     print(f"  WARNING: pass was not a no-op: {rep.summary()}")
-            runs[mode] = ([w for w, _, _ in timed], [dict(r.api_calls) for _, r, _ in timed],
-                          [c for _, _, c in timed], [r.quiet for _, r, _ in timed])
+            runs[mode] = ([t.wall for t in timed], [dict(t.report.api_calls) for t in timed],
+                          [t.calls for t in timed], [t.report.quiet for t in timed])
         pods = len(ctrl.store.list("Pod", namespace="*"))
         prof = cProfile.Profile()  # one more no-op pass, profiled: where its time goes
         prof.enable()
