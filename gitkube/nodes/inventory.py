@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gitkube.api.errors import InvalidInput, Problem
 from gitkube.api.names import dns1123_label, label_value, qualified_name
-from gitkube.nodes.transport.ssh import SSHTarget, parse_pinned, read_known_hosts
+from gitkube.nodes.transport.ssh import SSHTarget, known_hosts_entries, parse_pinned
 
 def _check_labels(v: dict[str, str]) -> dict[str, str]:
     for k, val in v.items():
@@ -198,11 +198,42 @@ def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig
         except OSError as e:
             raise InvalidInput([Problem(path, None, "", f"cannot read inventory: {e.strerror}; "
                                         "create one or run `gitkube sandbox up` and pass --inventory")]) from e
+    _, inv = _parse_inventory(path, text)
+    return list(_nodes(path, text, _files(inv, Path(path).parent)))
+
+
+def _files(inv: Inventory, base: Path) -> tuple:
+    """What the files an inventory names hold now, each file looked at once: per identity file (as written) its
+    full path and whether it is readable; per known_hosts file its path and text, or why it cannot be read."""
+    idents, khs = set(), set()
+    for n in inv.nodes:
+        idents.add(n.identityFile or inv.defaults.identityFile)
+        khs.add(n.knownHostsFile or inv.defaults.knownHostsFile)
+    out = []
+    for ident in sorted(i for i in idents if i):
+        full = os.path.expanduser(ident)
+        full = full if os.path.isabs(full) else str(base / full)
+        out.append(("identity", ident, full, os.access(full, os.R_OK) and os.path.isfile(full)))
+    for kh in sorted(k for k in khs if k):
+        khp = Path(os.path.expanduser(kh))
+        khp = khp if khp.is_absolute() else base / khp
+        try:
+            out.append(("known_hosts", kh, str(khp), khp.read_text(), None))
+        except OSError as e:
+            out.append(("known_hosts", kh, str(khp), None, e.strerror))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _nodes(path: str, text: str, files: tuple) -> tuple[NodeConfig, ...]:
+    """The nodes of an inventory text, given what the files it names hold (`_files`). Cached by both: every pass
+    loads the inventory, and building 32 nodes' configs was most of a quiet pass at 32 nodes."""
     root, inv = _parse_inventory(path, text)
+    idents = {f[1]: (f[2], f[3]) for f in files if f[0] == "identity"}
+    khs = {f[1]: (f[2], f[3], f[4]) for f in files if f[0] == "known_hosts"}
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     out: list[NodeConfig] = []
-    base = Path(path).parent
     for i, n in enumerate(inv.nodes):
         where = ("nodes", i)
         if n.name in seen:
@@ -216,22 +247,20 @@ def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig
         if not ident:
             problems.append(Problem(path, _line_of(root, where), f"nodes[{i}].identityFile", "no identity file (set it on the node or in defaults)"))
             continue
-        ident = str((base / os.path.expanduser(ident)) if not os.path.isabs(os.path.expanduser(ident)) else os.path.expanduser(ident))
-        if not os.access(ident, os.R_OK) or not os.path.isfile(ident):
+        ident, ok = idents[ident]
+        if not ok:
             fld, loc = (f"nodes[{i}].identityFile", where + ("identityFile",)) if ident_field else ("defaults.identityFile", ("defaults", "identityFile"))
             problems.append(Problem(path, _line_of(root, loc), fld, f"identity file {ident} is not readable"))
             continue
         keys = list(n.hostKeys or [])
         kh = n.knownHostsFile or inv.defaults.knownHostsFile
         if kh:
-            khp = Path(os.path.expanduser(kh))
-            khp = khp if khp.is_absolute() else base / khp
-            try:
-                keys += read_known_hosts(khp, n.address.host, n.address.port)
-            except OSError as e:
+            khp, kh_text, why = khs[kh]
+            if kh_text is None:
                 loc = where + ("knownHostsFile",) if n.knownHostsFile else ("defaults", "knownHostsFile")
-                problems.append(Problem(path, _line_of(root, loc), _field(loc), f"cannot read {khp}: {e.strerror}"))
+                problems.append(Problem(path, _line_of(root, loc), _field(loc), f"cannot read {khp}: {why}"))
                 continue
+            keys += known_hosts_entries(kh_text, n.address.host, n.address.port)
         if not keys:
             problems.append(Problem(path, _line_of(root, where + ("address",)), f"nodes[{i}].hostKeys",
                                     f"no host key pinned for {n.address.host}:{n.address.port}; add hostKeys or a knownHostsFile "
@@ -244,4 +273,4 @@ def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig
         ))
     if problems:
         raise InvalidInput(problems, "inventory")
-    return out
+    return tuple(out)

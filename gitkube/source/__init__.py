@@ -127,7 +127,7 @@ def load_revision(repo: str, rev: str | None = None, path: str = "manifests",
     `reuse`: a Revision this caller loaded before with the same arguments; returned as it is when `rev` still names
     its commit (a commit's content never changes), so an unchanged revision costs one ref lookup."""
     params = (max_bytes, max_alias_nodes)  # everything besides the bytes that decides what a file defines
-    cache = open_cache(cache_dir, params)
+    cache = None
     pause = gc_paused()
     pause.__enter__()
     try:
@@ -136,6 +136,7 @@ def load_revision(repo: str, rev: str | None = None, path: str = "manifests",
             commit = resolve(r, rev)
             if reuse is not None and reuse.sha == commit.id.decode():
                 return reuse
+            cache = open_cache(cache_dir, params)  # not before: an unchanged commit needs no cache
             walk = walk_manifests(r, commit, path, max_bytes, cache.tree if cache else None,
                                   cache.blobs if cache else None)
             extras = {}
