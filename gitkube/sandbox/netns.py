@@ -353,6 +353,7 @@ class Sandbox:
         """Remove exactly what up made: processes, namespaces, links, bridge, rules, routes, directories."""
         self.check_host()
         idx = self.recorded_nodes() or _guess_nodes(self)
+        locks = self._fleet_lock_files(idx)
         # Stop every engine at once (each takes seconds to stop its containers), then clean up node by node.
         for i in idx:
             for pidfile in ("sshd.pid", "docker.pid"):
@@ -382,6 +383,31 @@ class Sandbox:
         if self.root.exists():
             _unmount_under(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
+        for f in locks:
+            f.unlink(missing_ok=True)
+
+    def _fleet_lock_files(self, idx: list[int]) -> list[Path]:
+        """The fleet-lock records (gitkube.nodes.fleetlock) of the nodes' engines, asked while they run. They live in
+        root's home, outside the sandbox, and a re-created node has the same engine key (its engine ID is the
+        host's, its data root the same path): left behind, a lock taken on the old node refuses the new one."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gitkube.nodes.fleetlock import LOCK_DIR, engine_key
+
+        def key(i: int) -> str | None:
+            p = self.node(i)
+            try:
+                r = subprocess.run(["docker", "-H", f"unix://{p.docker_sock}", "info", "--format",
+                                    "{{.ID}}|{{.DockerRootDir}}"], capture_output=True, text=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            ident, _, root = r.stdout.strip().partition("|")
+            return engine_key({"ID": ident, "DockerRootDir": root}, "") if r.returncode == 0 and ident else None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            keys = [k for k in pool.map(key, idx) if k]
+        home = Path(os.path.expanduser("~root")) / LOCK_DIR
+        return [home / f"fleet-lock-{k}.json" for k in keys]
 
 
 # -- small helpers --------------------------------------------------------------------------------

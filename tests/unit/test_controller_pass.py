@@ -203,3 +203,45 @@ def test_serve_sleeps_until_work_is_due_or_the_resync():
     assert next_wake(100.0, 95.0, 10.0, None) == pytest.approx(5.0)
     assert next_wake(100.0, 95.0, 10.0, 102.0) == pytest.approx(2.0)
     assert next_wake(100.0, 95.0, 10.0, 99.0) == pytest.approx(0.2)  # already due: soon, not a busy loop
+
+
+def test_container_starts_in_flight_are_bounded_across_the_fleet(world, monkeypatch):
+    """Each node runs up to 8 pods' actions at once, but the fleet as a whole holds at most INFLIGHT container
+    starts: a deploy to many nodes must not drown the controller (and, on the sandbox, the shared cores)."""
+    import threading
+    import time
+
+    from gitkube.nodes.kubelet import runtime
+
+    monkeypatch.setattr(runtime, "INFLIGHT", threading.BoundedSemaphore(3))
+    live, peak, lock = [0], [0], threading.Lock()
+
+    def slow(orig):
+        def start(cid):
+            with lock:
+                live[0] += 1
+                peak[0] = max(peak[0], live[0])
+            time.sleep(0.02)
+            try:
+                return orig(cid)
+            finally:
+                with lock:
+                    live[0] -= 1
+        return start
+
+    def fleet(nodes):
+        f = FakeFleet(nodes)
+        for h in f.nodes.values():
+            h.docker.start = slow(h.docker.start)
+        return f
+
+    commit, controller = world
+    commit(*[pod(f"p{i}", node=("n1", "n2")[i % 2]) for i in range(12)])
+    ctrl = controller(fleet_factory=fleet)
+    try:
+        ctrl.reconcile()
+        assert peak[0] == 3, peak
+        phases = [p["status"].get("phase") for p in ctrl.store.list("Pod", namespace="*")]
+        assert phases == ["Running"] * 12, phases
+    finally:
+        ctrl.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 import re
 import threading
 import time
@@ -47,6 +48,13 @@ MANAGED = f"{L}managed"
 ENDPOINT_DRAIN_SECONDS = 1.0
 # A node's last container list stands (its event stream quiet) for at most this long: a missed event costs no more.
 RELIST_SECONDS = 10.0
+# Container starts (a pod's sandbox, each of its containers) in flight at once across the whole fleet, whatever its
+# size: each holds a thread, an SSH channel with a `docker system dial-stdio` on the node, and the controller's CPU
+# for the SSH framing. Unbounded (8 per node), a deploy to 32 sandbox nodes ran 256 at once: every call took over
+# the 10 s read timeout and no node synced. GITKUBE_MAX_INFLIGHT_ACTIONS overrides; the default grows with the
+# controller's cores.
+MAX_INFLIGHT_ACTIONS = int(os.environ.get("GITKUBE_MAX_INFLIGHT_ACTIONS") or 0) or 16 * (os.cpu_count() or 1)
+INFLIGHT = threading.BoundedSemaphore(MAX_INFLIGHT_ACTIONS)
 
 
 class NameTaken(Exception):
@@ -307,22 +315,31 @@ class PodRuntime:
         infra_id = infra.id if infra is not None and infra.running else None
         for a in actions:
             self.may_act()
+            if isinstance(a, StartContainer) and infra_id is None:
+                break
             try:
-                if isinstance(a, EnsureSandbox):
-                    infra_id = self.ensure_sandbox(w, ctx, a.replace)
-                elif isinstance(a, KillContainer):
-                    c = next((c for c in w.pod.spec.containers if c.name == a.container), None) if w else None
-                    self.kill_container(w, a.container_id, c, a.grace, a.reason)
-                elif isinstance(a, RemoveContainer):
-                    self._remove(a.container_id)
-                elif isinstance(a, StartContainer):
-                    if infra_id is None:
-                        break
-                    self.start_container(w, a, infra_id, ctx)
+                if isinstance(a, (EnsureSandbox, StartContainer)):
+                    with INFLIGHT:  # container starts only: a kill waiting out its grace period holds no slot
+                        infra_id = self._run_action(a, w, infra_id, ctx)
+                else:
+                    infra_id = self._run_action(a, w, infra_id, ctx)
             except (APIError, OSError, NameTaken) as e:
                 log.warning("node %s: %s for pod %s failed: %s", self.node, type(a).__name__, uid, e)
                 self.event(w, "FailedSync", f"{type(a).__name__}: {e}", "Warning", uid=uid)
                 break
+
+    def _run_action(self, a: Action, w: PodWork | None, infra_id: str | None, ctx: ClusterContext) -> str | None:
+        """One action of a pod; the ID of the pod's sandbox (infra container) after it."""
+        if isinstance(a, EnsureSandbox):
+            return self.ensure_sandbox(w, ctx, a.replace)
+        if isinstance(a, KillContainer):
+            c = next((c for c in w.pod.spec.containers if c.name == a.container), None) if w else None
+            self.kill_container(w, a.container_id, c, a.grace, a.reason)
+        elif isinstance(a, RemoveContainer):
+            self._remove(a.container_id)
+        elif isinstance(a, StartContainer):
+            self.start_container(w, a, infra_id, ctx)
+        return infra_id
 
     def _terminate_in_background(self, a: KillPod, seen, w: PodWork | None) -> None:
         self.may_act()

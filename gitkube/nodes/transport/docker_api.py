@@ -194,7 +194,9 @@ class NodeDocker:
         except (SSHError, docker.errors.DockerException):
             raise  # API answers (404, 409...) are the caller's business; only transport failures are ours
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, OSError) as e:
-            self.ssh.close()
+            if not self.ssh.connected:
+                self.ssh.close()  # the transport is gone: the next call reconnects
+            # else one channel failed (its dial-stdio ended): the node's other calls on the same connection go on.
             raise DockerUnavailable(
                 f"node {self.ssh.target.name}: Docker engine not reachable through `docker system dial-stdio` "
                 f"({e}); check that dockerd runs and {self.ssh.target.user} may use it (docker group)"
