@@ -154,8 +154,9 @@ class NodeDocker:
 
     def stream_client(self) -> docker.APIClient:
         """A client of its own for a long-lived stream (events): it holds its channel without taking one of the
-        pool the node's calls share."""
-        return self._client(None, maxsize=1)
+        pool the node's calls share. Room for two: a stream that broke hands its channel back after the next one
+        opened (with room for one, urllib3 warned "Connection pool is full" on apply's stderr)."""
+        return self._client(None, maxsize=2)
 
     def change_token(self, labels: list[str]) -> tuple[int, int] | None:
         """A value that stays equal while no container with `labels` changed on the engine: its event stream's
