@@ -10,6 +10,8 @@ import docker
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
+import urllib3.exceptions
+import urllib3.util
 from docker.errors import APIError, ImageNotFound, NotFound  # re-exported for the runtime
 
 from gitkube import instruments
@@ -51,12 +53,28 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
         return _ChannelHTTPConnection(self._ssh, self._dial, self._t)
 
 
+class _RetryDropped(urllib3.util.Retry):
+    """Ask again, once, when a read-only request's channel closed before it answered (its `docker system
+    dial-stdio` ended: seen on the sandbox now and then, e.g. right after a heartbeat on the same channel). Never
+    a timeout (a slow engine is not asked twice), never a request that changes something (POST: urllib3's
+    default allowed methods)."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+# One retry, of the dropped-channel kind only (no connect, redirect or status retries).
+DROPPED_RETRY = _RetryDropped(total=1, connect=0, read=1, redirect=0, status=0, other=0, raise_on_status=False)
+
+
 class _ChannelAdapter(requests.adapters.HTTPAdapter):
     """Routes every request of one APIClient over dial-stdio channels of one SSH connection."""
 
     def __init__(self, ssh: SSHConnection, dial: list[str], timeout: float, maxsize: int = 8):
         self._pool = _ChannelPool(ssh, dial, timeout, maxsize)
-        super().__init__()
+        super().__init__(max_retries=DROPPED_RETRY)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         return self._pool
