@@ -53,11 +53,16 @@ def holder_gone(rec: LockRecord | None) -> bool:
     return False
 
 
-def lock_path(h: NodeHandle, engine_id: str) -> str:
-    home = h.ssh.home()
+def lock_file(home: str, engine_id: str, node: str) -> str:
+    """Where a node's record lives under its SSH user's `home`: named after its engine key (the node's name when
+    there is none)."""
     safe = "".join(ch if ch.isalnum() else "-" for ch in engine_id)[:80] or "".join(
-        ch if ch.isalnum() else "-" for ch in h.name)
+        ch if ch.isalnum() else "-" for ch in node)
     return f"{home}/{LOCK_DIR}/fleet-lock-{safe}.json"
+
+
+def lock_path(h: NodeHandle, engine_id: str) -> str:
+    return lock_file(h.ssh.home(), engine_id, h.name)
 
 
 def engine_key(info: dict | None, fallback: str) -> str:

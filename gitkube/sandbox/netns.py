@@ -392,12 +392,12 @@ class Sandbox:
         host's, its data root the same path): left behind, a lock taken on the old node refuses the new one."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from gitkube.nodes.fleetlock import LOCK_DIR, engine_key
+        from gitkube.nodes.fleetlock import engine_key, lock_file
 
         def key(i: int) -> str | None:
             p = self.node(i)
             try:
-                r = subprocess.run(["docker", "-H", f"unix://{p.docker_sock}", "info", "--format",
+                r = subprocess.run(["docker", "-H", p.docker_sock, "info", "--format",
                                     "{{.ID}}|{{.DockerRootDir}}"], capture_output=True, text=True, timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 return None
@@ -406,8 +406,8 @@ class Sandbox:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             keys = [k for k in pool.map(key, idx) if k]
-        home = Path(os.path.expanduser("~root")) / LOCK_DIR
-        return [home / f"fleet-lock-{k}.json" for k in keys]
+        home = os.path.expanduser("~root")  # the sandbox's nodes are reached as root
+        return [Path(lock_file(home, k, "")) for k in keys]
 
 
 # -- small helpers --------------------------------------------------------------------------------
