@@ -199,38 +199,34 @@ def load_inventory(path: str | Path, text: str | None = None) -> list[NodeConfig
             raise InvalidInput([Problem(path, None, "", f"cannot read inventory: {e.strerror}; "
                                         "create one or run `gitkube sandbox up` and pass --inventory")]) from e
     _, inv = _parse_inventory(path, text)
-    return list(_nodes(path, text, _files(inv, Path(path).parent)))
+    return list(_nodes(path, text, *_files(inv, Path(path).parent)))
 
 
-def _files(inv: Inventory, base: Path) -> tuple:
+def _files(inv: Inventory, base: Path) -> tuple[tuple, tuple]:
     """What the files an inventory names hold now, each file looked at once: per identity file (as written) its
-    full path and whether it is readable; per known_hosts file its path and text, or why it cannot be read."""
-    idents, khs = set(), set()
-    for n in inv.nodes:
-        idents.add(n.identityFile or inv.defaults.identityFile)
-        khs.add(n.knownHostsFile or inv.defaults.knownHostsFile)
-    out = []
-    for ident in sorted(i for i in idents if i):
+    full path and whether it is readable; per known_hosts file (as written) its path and its text, or why it
+    cannot be read."""
+    idents, khs = [], []
+    for ident in sorted({n.identityFile or inv.defaults.identityFile for n in inv.nodes} - {None, ""}):
         full = os.path.expanduser(ident)
         full = full if os.path.isabs(full) else str(base / full)
-        out.append(("identity", ident, full, os.access(full, os.R_OK) and os.path.isfile(full)))
-    for kh in sorted(k for k in khs if k):
+        idents.append((ident, (full, os.access(full, os.R_OK) and os.path.isfile(full))))
+    for kh in sorted({n.knownHostsFile or inv.defaults.knownHostsFile for n in inv.nodes} - {None, ""}):
         khp = Path(os.path.expanduser(kh))
         khp = khp if khp.is_absolute() else base / khp
         try:
-            out.append(("known_hosts", kh, str(khp), khp.read_text(), None))
+            khs.append((kh, (str(khp), khp.read_text(), None)))
         except OSError as e:
-            out.append(("known_hosts", kh, str(khp), None, e.strerror))
-    return tuple(out)
+            khs.append((kh, (str(khp), None, e.strerror)))
+    return tuple(idents), tuple(khs)
 
 
 @functools.lru_cache(maxsize=8)
-def _nodes(path: str, text: str, files: tuple) -> tuple[NodeConfig, ...]:
+def _nodes(path: str, text: str, ident_files: tuple, known_hosts: tuple) -> tuple[NodeConfig, ...]:
     """The nodes of an inventory text, given what the files it names hold (`_files`). Cached by both: every pass
     loads the inventory, and building 32 nodes' configs was most of a quiet pass at 32 nodes."""
     root, inv = _parse_inventory(path, text)
-    idents = {f[1]: (f[2], f[3]) for f in files if f[0] == "identity"}
-    khs = {f[1]: (f[2], f[3], f[4]) for f in files if f[0] == "known_hosts"}
+    idents, khs = dict(ident_files), dict(known_hosts)
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     out: list[NodeConfig] = []

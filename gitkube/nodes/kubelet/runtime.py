@@ -5,6 +5,7 @@ or hold back in image pull back-off is gitkube.reconcile.podsync's."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import re
@@ -318,11 +319,10 @@ class PodRuntime:
             self.may_act()
             if isinstance(a, StartContainer) and infra_id is None:
                 break
+            # A slot for container starts only: a kill waiting out its grace period holds none.
+            slot = INFLIGHT if isinstance(a, (EnsureSandbox, StartContainer)) else contextlib.nullcontext()
             try:
-                if isinstance(a, (EnsureSandbox, StartContainer)):
-                    with INFLIGHT:  # container starts only: a kill waiting out its grace period holds no slot
-                        infra_id = self._run_action(a, w, infra_id, ctx)
-                else:
+                with slot:
                     infra_id = self._run_action(a, w, infra_id, ctx)
             except (APIError, OSError, NameTaken) as e:
                 log.warning("node %s: %s for pod %s failed: %s", self.node, type(a).__name__, uid, e)

@@ -17,7 +17,6 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import paramiko
 
@@ -358,14 +357,10 @@ class SSHConnection:
         return self._file_op(f"remove {path}", rm)
 
 
-def read_known_hosts(path: str | Path, host: str, port: int) -> list[str]:
-    """Entries for host:port in an OpenSSH known_hosts file (plain host fields; hashed entries are matched too)."""
-    return list(known_hosts_entries(Path(path).read_text(), host, port))
-
-
 @functools.lru_cache(maxsize=1024)
 def known_hosts_entries(text: str, host: str, port: int) -> tuple[str, ...]:
-    """The "keytype key" entries for host:port in a known_hosts text. Cached by the text: every pass loads the
+    """The "keytype key" entries for host:port in the text of an OpenSSH known_hosts file (plain host fields; hashed
+    entries are matched too). Cached by the text: every pass loads the
     inventory, and matching each node against every line (an HMAC per hashed line) was most of a quiet pass's
     cost at 32 nodes."""
     names = {host if port == 22 else f"[{host}]:{port}"}
