@@ -147,7 +147,9 @@ def bench_floor(b: Bench, n: int, per_node_concurrency: int = 8) -> float:
 
     import docker
 
-    socks = [f"unix:///var/lib/gitkube/sandbox/gk{b.sid}/{name}/docker.sock" for name, _ in b.nodes()]
+    from gitkube.sandbox.netns import Sandbox
+
+    socks = [Sandbox(b.sid).node(int(name.lstrip("n"))).docker_sock for name, _ in b.nodes()]
     apis = [docker.APIClient(base_url=s, version="1.41", timeout=120) for s in socks]
     labels = {"bench-floor": "1"}
 
