@@ -45,6 +45,11 @@ def pods_yaml(nodes: int, per_node: int, prefix: str) -> str:
     return yaml.safe_dump_all(docs)
 
 
+def per_node_calls(t) -> float:
+    """A timed pass's Docker calls, per node."""
+    return sum(t.calls.values()) / max(len(t.calls), 1)
+
+
 def commit(work: Path, files: dict[str, str | None], message: str) -> None:
     d = work / "manifests"
     d.mkdir(exist_ok=True)
@@ -57,10 +62,10 @@ def commit(work: Path, files: dict[str, str | None], message: str) -> None:
     git(work, "commit", "-q", "--allow-empty", "-m", message)
 
 
-def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> dict[str, tuple[list, list, list, list]]:
-    """`count` reconcile passes after a warm-up (with `cut()` called after the warm-up when given): wall times,
-    Docker calls per node, whether a node error was seen and the pass thread's CPU seconds, of each pass, as they run ("as run": quiet passes once
-    nothing moves, see gitkube.controller.quiet) and, without a cut, planned in full too ("full": the baseline)."""
+def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> dict[str, list]:
+    """`count` reconcile passes after a warm-up (with `cut()` called after the warm-up when given), each a
+    bench._cli.TimedPass: as they run ("as run": quiet passes once nothing moves, see gitkube.controller.quiet)
+    and, without a cut, planned in full too ("full": the baseline)."""
     from gitkube.controller import Controller, Source
 
     ctrl = Controller(str(state), Source(str(repo), None, "manifests", str(inventory)))
@@ -79,8 +84,7 @@ def passes(state: Path, repo: Path, inventory: Path, count: int, cut=None) -> di
                 rep = t.report
                 if cut is None and (rep.node_errors or any(rep.node_actions.values())):
                     print(f"    WARNING: not a no-op pass: {rep.summary()}")
-            out[mode] = ([t.wall for t in timed], [sum(t.calls.values()) / max(len(t.calls), 1) for t in timed],
-                         [bool(t.report.node_errors) for t in timed], [t.cpu for t in timed])
+            out[mode] = timed
             if mode == "as run" and cut is None:
                 print(f"    {sum(t.report.quiet for t in timed)} of {count} passes were quiet", flush=True)
     finally:
@@ -120,14 +124,15 @@ def run(args, tmp: Path) -> None:
         mem = sb.memory()
         per_node = sum(mem.values()) / len(mem) / 2**20
         runs = passes(state, work, inventory, args.passes)
-        walls, calls, _, cpus = runs["as run"]
-        noop, full = statistics.median(walls), statistics.median(runs["full"][0])
-        noop_cpu = statistics.median(cpus)
+        walls = [t.wall for t in runs["as run"]]
+        calls = [per_node_calls(t) for t in runs["as run"]]
+        noop, full = statistics.median(walls), statistics.median(t.wall for t in runs["full"])
+        noop_cpu = statistics.median(t.cpu for t in runs["as run"])
         print(f"  base deploy of {args.pods_per_node}/node: {base:.1f}s; memory per node {per_node:.0f} MiB")
         print(f"  no-op pass: median {noop:.4f}s (min {min(walls):.4f}, max {max(walls):.4f}; CPU of the pass "
               f"thread {noop_cpu * 1000:.2f} ms); "
               f"Docker calls per node {statistics.median(calls):.1f}; planned in full: median {full:.3f}s, "
-              f"Docker calls per node {statistics.median(runs['full'][1]):.1f}")
+              f"Docker calls per node {statistics.median(per_node_calls(t) for t in runs['full']):.1f}")
         commit(work, {"more.yaml": pods_yaml(n, args.pods_per_node, "q")}, "10 more per node")
         t0 = time.monotonic()
         r = gk(state, "apply", "--repo", str(work), "--inventory", str(inventory), "--wait", "--timeout", "1500",
@@ -149,10 +154,11 @@ def run(args, tmp: Path) -> None:
             gk(fleet_state, "sandbox", "--id", str(args.sandbox), "node", victim, "cut")
 
         try:
-            cut_walls, _, cut_seen, _ = passes(state, work, inventory, 6, cut=cut)["as run"]
+            cut_runs = passes(state, work, inventory, 6, cut=cut)["as run"]
         finally:
             gk(fleet_state, "sandbox", "--id", str(args.sandbox), "node", victim, "heal")
-        seen = next((i for i, x in enumerate(cut_seen) if x), len(cut_walls) - 1)
+        cut_walls = [t.wall for t in cut_runs]
+        seen = next((i for i, t in enumerate(cut_runs) if t.report.node_errors), len(cut_walls) - 1)
         later = cut_walls[seen + 1:] or [float("nan")]
         print(f"  pass with {victim} cut: {seen} pass(es) on the last heartbeat (under 1 s old), then the pass that "
               f"saw the cut {cut_walls[seen]:.3f}s (waits for the heartbeat), later median {statistics.median(later):.3f}s")
